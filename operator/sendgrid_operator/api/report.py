@@ -106,6 +106,11 @@ class RunReport(Model):
     rejected_samples: list[RejectedRow] = Field(
         default_factory=list, description="The first rows SendGrid rejected, with its reasons."
     )
+    sendgrid_requests: dict[str, int] = Field(
+        default_factory=dict,
+        description="SendGrid requests by endpoint and status code, as 'endpoint status' "
+        "(e.g. 'upsert 202', 'upsert 429').",
+    )
     planned_removals: list[str] | None = Field(
         default=None,
         description="Dry run, mirror: the emails that would be removed (status keeps the first).",
