@@ -1,0 +1,260 @@
+"""The account's data: contacts, lists and custom fields, and how jobs change them.
+
+Contacts are plain dicts indexed by lower-cased email (the main identifier), by ID, and by
+the other identifiers when a contact has them. Applying an upsert is the emulator's hot
+path: one pass over the rows with dict operations, IDs from a counter instead of
+``uuid4()``, and one timestamp per job.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sendgrid_operator.emulator.config import MAX_LISTS_PER_CONTACT
+from sendgrid_operator.emulator.fields import CustomField, value_problem
+from sendgrid_operator.emulator.validate import OTHER_IDENTIFIERS, STORED_KEYS
+
+Contact = dict[str, Any]  # stored fields + id, list_ids (set), custom_fields, timestamps
+RowError = tuple[int, dict[str, Any], str]  # (row index, row, reason)
+
+MSG_UNKNOWN_FIELD = "custom field ID {fid!r} does not exist"
+MSG_MISSING_IDENTIFIER = "updating this contact requires its existing identifier {name}"
+MSG_IDENTIFIER_TAKEN = "identifier {name} belongs to another contact"
+MSG_LIST_CAP = f"a contact can be on at most {MAX_LISTS_PER_CONTACT} lists"
+
+
+def iso_now(now: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
+
+
+class IdFactory:
+    """UUID-shaped (version 4 layout) IDs: a random prefix per emulator and a counter."""
+
+    def __init__(self, start: int = 0) -> None:
+        raw = os.urandom(10).hex()
+        self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[12:15]}-8{raw[15:18]}-"
+        self.counter = start
+
+    def next(self) -> str:
+        self.counter += 1
+        return f"{self._prefix}{self.counter:012x}"
+
+
+@dataclass
+class ContactList:
+    """A contact list and the IDs of its members."""
+
+    id: str
+    name: str
+    members: set[str] = field(default_factory=set)
+    created_seq: int = 0
+
+
+@dataclass
+class UpsertOutcome:
+    created: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)  # contact IDs changed
+
+
+class Store:
+    """All account state. Not thread-safe: used from the emulator's event loop only."""
+
+    def __init__(self) -> None:
+        self.ids = IdFactory()
+        self.contacts: dict[str, Contact] = {}  # id -> contact
+        self.by_email: dict[str, Contact] = {}
+        self.by_ident: dict[tuple[str, str], Contact] = {}  # other identifiers, alt emails
+        self.lists: dict[str, ContactList] = {}
+        self.fields: dict[str, CustomField] = {}
+        self.field_seq = 0
+        self.list_seq = 0
+
+    # -- lists --------------------------------------------------------------
+    def create_list(self, name: str, list_id: str | None = None) -> ContactList:
+        self.list_seq += 1
+        lst = ContactList(list_id or self.ids.next(), name, created_seq=self.list_seq)
+        self.lists[lst.id] = lst
+        return lst
+
+    def delete_list(self, list_id: str, delete_contacts: bool) -> list[str]:
+        lst = self.lists.pop(list_id)
+        for cid in lst.members:
+            contact = self.contacts.get(cid)
+            if contact is not None:
+                contact["list_ids"].discard(list_id)
+        if delete_contacts:
+            self.delete_contacts(lst.members)
+        return list(lst.members)
+
+    # -- custom fields ------------------------------------------------------
+    def create_field(self, name: str, field_type: str) -> CustomField:
+        self.field_seq += 1
+        fld = CustomField(f"e{self.field_seq}_{field_type[0]}", name, field_type)
+        self.fields[fld.id] = fld
+        return fld
+
+    # -- contacts -----------------------------------------------------------
+    def find(self, identifier_type: str, value: str) -> Contact | None:
+        if identifier_type == "email":
+            value = value.lower()
+            return self.by_email.get(value) or self.by_ident.get(("alternate_emails", value))
+        return self.by_ident.get((identifier_type, value))
+
+    def delete_contacts(self, ids: Iterable[str]) -> int:
+        deleted = 0
+        for cid in list(ids):
+            contact = self.contacts.pop(cid, None)
+            if contact is None:
+                continue
+            deleted += 1
+            email = contact.get("email")
+            if email is not None:
+                self.by_email.pop(email, None)
+            for name in OTHER_IDENTIFIERS:
+                if name in contact:
+                    self.by_ident.pop((name, contact[name]), None)
+            for alt in contact.get("alternate_emails") or ():
+                self.by_ident.pop(("alternate_emails", alt), None)
+            for lid in contact["list_ids"]:
+                lst = self.lists.get(lid)
+                if lst is not None:
+                    lst.members.discard(cid)
+        return deleted
+
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> int:
+        lst = self.lists.get(list_id)
+        if lst is None:
+            return 0
+        removed = 0
+        for cid in contact_ids:
+            if cid in lst.members:
+                lst.members.discard(cid)
+                removed += 1
+                contact = self.contacts.get(cid)
+                if contact is not None:
+                    contact["list_ids"].discard(list_id)
+        return removed
+
+    def apply_upsert(
+        self,
+        rows: list[dict[str, Any]],
+        list_ids: list[str],
+        reject: Callable[[int, str | None], bool] | None = None,
+        now: float | None = None,
+    ) -> UpsertOutcome:
+        """Apply validated rows; rows that break account-level rules go to ``errors``."""
+        out = UpsertOutcome()
+        stamp = iso_now(now)
+        by_email = self.by_email
+        fields = self.fields
+        list_set = {lid for lid in list_ids if lid in self.lists}
+        n_lists = len(list_set)
+        touched = out.touched
+        for index, row in enumerate(rows):
+            email = row.get("email")
+            if email is not None:
+                email = email.lower()
+            if reject is not None and reject(index, email):
+                out.errors.append((index, row, "rejected by an injected emulator fault"))
+                continue
+            problem: str | None = None
+            custom = row.get("custom_fields")
+            if custom:
+                for fid, value in custom.items():
+                    fld = fields.get(fid)
+                    if fld is None:
+                        problem = MSG_UNKNOWN_FIELD.format(fid=fid)
+                        break
+                    problem = value_problem(fld.field_type, value)
+                    if problem:
+                        problem = f"custom field {fid!r}: {problem}"
+                        break
+            contact = by_email.get(email) if email is not None else None
+            others: list[str] | tuple[()] = ()
+            if "external_id" in row or "phone_number_id" in row or "anonymous_id" in row:
+                others = [n for n in OTHER_IDENTIFIERS if n in row]
+            if problem is None and (others or (contact is not None and contact.get("_idents"))):
+                contact, problem = self._match_identifiers(row, email, contact, others)
+            if problem is None and contact is not None and n_lists:
+                current = contact["list_ids"]
+                if (
+                    len(current) + n_lists > MAX_LISTS_PER_CONTACT
+                    and len(current | list_set) > MAX_LISTS_PER_CONTACT
+                ):
+                    problem = MSG_LIST_CAP
+            if problem is not None:
+                out.errors.append((index, row, problem))
+                continue
+            if contact is None:
+                contact = (
+                    {k: v for k, v in row.items() if k in STORED_KEYS}
+                    if not row.keys() <= STORED_KEYS
+                    else dict(row)
+                )
+                cid = self.ids.next()
+                contact["id"] = cid
+                contact["custom_fields"] = dict(custom) if custom else {}
+                contact["list_ids"] = set(list_set)
+                contact["created_at"] = stamp
+                contact["updated_at"] = stamp
+                if email is not None:
+                    contact["email"] = email
+                    by_email[email] = contact
+                self.contacts[cid] = contact
+                if others or row.get("alternate_emails"):
+                    self._index(contact)
+                out.created += 1
+            else:
+                cid = contact["id"]
+                for key, value in row.items():
+                    if key in STORED_KEYS and key != "custom_fields":
+                        contact[key] = value
+                if email is not None:
+                    contact["email"] = email
+                if custom:
+                    contact["custom_fields"].update(custom)
+                if list_set:
+                    contact["list_ids"].update(list_set)
+                contact["updated_at"] = stamp
+                if others or row.get("alternate_emails"):
+                    self._index(contact)
+                out.updated += 1
+            touched.append(cid)
+        for lid in list_set:
+            self.lists[lid].members.update(touched)
+        return out
+
+    def _match_identifiers(
+        self, row: dict[str, Any], email: str | None, contact: Contact | None, others: Iterable[str]
+    ) -> tuple[Contact | None, str | None]:
+        for name in others:
+            other = self.by_ident.get((name, row[name]))
+            if other is None:
+                continue
+            if contact is None:
+                contact = other
+            elif other is not contact:
+                return contact, MSG_IDENTIFIER_TAKEN.format(name=name)
+        if contact is not None:
+            if contact.get("email") is not None and email != contact["email"]:
+                return contact, MSG_MISSING_IDENTIFIER.format(name="email")
+            for name in OTHER_IDENTIFIERS:
+                if name in contact and row.get(name) != contact[name]:
+                    return contact, MSG_MISSING_IDENTIFIER.format(name=name)
+        return contact, None
+
+    def _index(self, contact: Contact) -> None:
+        has = False
+        for name in OTHER_IDENTIFIERS:
+            if contact.get(name):
+                self.by_ident[(name, contact[name])] = contact
+                has = True
+        for alt in contact.get("alternate_emails") or ():
+            self.by_ident[("alternate_emails", alt.lower())] = contact
+        contact["_idents"] = has
