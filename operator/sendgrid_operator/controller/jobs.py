@@ -166,7 +166,7 @@ def build_job(export: JSON, spec: SegmentExportSpec, plan: RunPlan, settings: Se
         volumes.append({"name": "sources", "projected": {"sources": sources}})
         mounts.append({"name": "sources", "mountPath": CONFIGMAP_DIR, "readOnly": True})
     if plan.state_shards:
-        sources = [
+        state_sources: list[JSON] = [
             {
                 "configMap": {
                     "name": shard,
