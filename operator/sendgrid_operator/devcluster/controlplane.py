@@ -8,6 +8,8 @@ validation incl. CEL, RBAC, TokenRequest, Jobs, garbage collection), run from th
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +26,7 @@ from sendgrid_operator.devcluster import pki as pki_mod
 from sendgrid_operator.devcluster.api import Api, KubeConfig
 from sendgrid_operator.devcluster.binaries import Binaries
 
+PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -58,6 +61,7 @@ class Component:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the children
+            preexec_fn=die_with_parent,
         )
 
     def check_alive(self) -> None:
@@ -78,6 +82,13 @@ class Component:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def die_with_parent() -> None:
+    """Linux: SIGTERM the child when its parent dies, so no component outlives a killed run."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sendgrid_operator.devcluster.api import Api
+from sendgrid_operator.devcluster.controlplane import die_with_parent
 from sendgrid_operator.devcluster.podspec import ConfigError, Launch, prepare
 
 JSON = dict[str, Any]
@@ -113,6 +114,7 @@ class PodRun:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as a whole
+                preexec_fn=die_with_parent,
             )
 
     def _finished(self, c: ContainerRun) -> None:
