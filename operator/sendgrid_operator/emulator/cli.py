@@ -71,6 +71,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         state_file=args.state,
         fault_seed=args.fault_seed,
         print_summary=not args.quiet,
+        freeze_gc=True,
     )
     if args.api_key:
         config.api_keys = list(args.api_key)

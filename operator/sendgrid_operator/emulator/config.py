@@ -69,3 +69,4 @@ class EmulatorConfig:
     save_interval: float = 1.0  # seconds between saves of changed state (with state_file)
     fault_seed: int | None = None  # seed for probability-based faults
     print_summary: bool = False  # print the human summary at shutdown
+    freeze_gc: bool = False  # gc.freeze() after each batch (the CLI sets it; see hotpath.py)

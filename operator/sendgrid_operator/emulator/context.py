@@ -58,6 +58,7 @@ class Context:
         self.dirty_contacts: set[str] = set()
         self.meta_dirty = False
         self.runner = JobRunner(self.store, config.apply_delay, self.contacts_changed)
+        self.runner.freeze_gc = config.freeze_gc
         self.started = time.time()
 
     def contacts_changed(self, ids: list[str]) -> None:

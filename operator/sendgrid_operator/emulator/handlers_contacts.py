@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from sendgrid_operator.emulator.config import (
     MAX_UPSERT_BODY_BYTES,
 )
 from sendgrid_operator.emulator.context import BODY_BYTES, BODY_CONTACTS, CTX
+from sendgrid_operator.emulator.hotpath import gc_paused, loads
 from sendgrid_operator.emulator.render import (
     MSG_BAD_JSON,
     contact_json,
@@ -40,7 +40,7 @@ async def read_json(request: web.Request) -> Any:
     """The body parsed once from bytes; raises ValueError when it isn't JSON."""
     raw = await request.read()
     request[BODY_BYTES] = len(raw)
-    return json.loads(raw) if raw else None
+    return loads(raw) if raw else None
 
 
 async def upsert(request: web.Request) -> web.Response:
@@ -50,12 +50,13 @@ async def upsert(request: web.Request) -> web.Response:
     if len(raw) > MAX_UPSERT_BODY_BYTES:
         return error_response(400, MSG_BODY_TOO_LARGE, "contacts")
     try:
-        body = json.loads(raw)
+        with gc_paused():
+            body = loads(raw)
+            errors = check_upsert_body(body)
     except ValueError:
         return error_response(400, MSG_BAD_JSON, "")
     if isinstance(body, dict) and isinstance(body.get("contacts"), list):
         request[BODY_CONTACTS] = len(body["contacts"])
-    errors = check_upsert_body(body)
     if errors:
         return json_response({"errors": errors}, 400)
     list_ids: list[str] = body.get("list_ids") or []

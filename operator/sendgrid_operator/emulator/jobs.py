@@ -20,6 +20,7 @@ from typing import Any
 
 from sendgrid_operator.emulator.exports import EXPORT_TTL_SECONDS, Export, render
 from sendgrid_operator.emulator.faults import FaultSpec, row_rejected
+from sendgrid_operator.emulator.hotpath import gc_paused
 from sendgrid_operator.emulator.store import RowError, Store, iso_now
 
 CHUNK_ROWS = 5000
@@ -93,6 +94,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._on_change = on_change
+        self.freeze_gc = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work(), name="emulator-jobs")
@@ -191,7 +193,8 @@ class JobRunner:
                 def reject(i: int, email: str | None, base: int = start) -> bool:
                     return any(row_rejected(f, base + i, email) for f in rejects)
 
-            out = self.store.apply_upsert(chunk, list_ids, reject)
+            with gc_paused(self.freeze_gc):
+                out = self.store.apply_upsert(chunk, list_ids, reject)
             job.created += out.created
             job.updated += out.updated
             job.errors.extend((start + i, row, why) for i, row, why in out.errors)

@@ -51,7 +51,7 @@ class Persistence:
                 store.fields[fid] = CustomField(fid, name, ftype)
             for (data,) in conn.execute("SELECT data FROM contacts"):
                 contact: dict[str, Any] = json.loads(data)
-                contact["list_ids"] = set(contact["list_ids"])
+                contact["list_ids"] = frozenset(contact["list_ids"])
                 store.contacts[contact["id"]] = contact
                 if contact.get("email"):
                     store.by_email[contact["email"]] = contact
@@ -63,7 +63,7 @@ class Persistence:
         store.list_seq = int(meta.get("list_seq", len(store.lists)))
         store.ids.counter = int(meta.get("id_counter", 0))
         if "id_prefix" in meta:
-            store.ids._prefix = meta["id_prefix"]
+            store.ids.prefix = meta["id_prefix"]
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="emulator-save")
@@ -103,7 +103,7 @@ class Persistence:
                 ("field_seq", str(store.field_seq)),
                 ("list_seq", str(store.list_seq)),
                 ("id_counter", str(store.ids.counter)),
-                ("id_prefix", store.ids._prefix),
+                ("id_prefix", store.ids.prefix),
             ],
             "full": not store.contacts and not store.lists,
         }

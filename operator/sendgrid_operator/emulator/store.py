@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sendgrid_operator.emulator.config import MAX_LISTS_PER_CONTACT
+from sendgrid_operator.emulator.faults import INJECTED_ROW_ERROR
 from sendgrid_operator.emulator.fields import CustomField, value_problem
 from sendgrid_operator.emulator.validate import OTHER_IDENTIFIERS, STORED_KEYS
 
-Contact = dict[str, Any]  # stored fields + id, list_ids (set), custom_fields, timestamps
+Contact = dict[str, Any]  # stored fields + id, list_ids (frozenset), custom_fields, timestamps
 RowError = tuple[int, dict[str, Any], str]  # (row index, row, reason)
 
 MSG_UNKNOWN_FIELD = "custom field ID {fid!r} does not exist"
@@ -36,12 +37,12 @@ class IdFactory:
 
     def __init__(self, start: int = 0) -> None:
         raw = os.urandom(10).hex()
-        self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[12:15]}-8{raw[15:18]}-"
+        self.prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[12:15]}-8{raw[15:18]}-"
         self.counter = start
 
     def next(self) -> str:
         self.counter += 1
-        return f"{self._prefix}{self.counter:012x}"
+        return f"{self.prefix}{self.counter:012x}"
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Store:
         for cid in lst.members:
             contact = self.contacts.get(cid)
             if contact is not None:
-                contact["list_ids"].discard(list_id)
+                contact["list_ids"] = contact["list_ids"] - {list_id}
         if delete_contacts:
             self.delete_contacts(lst.members)
         return list(lst.members)
@@ -138,7 +139,7 @@ class Store:
                 removed += 1
                 contact = self.contacts.get(cid)
                 if contact is not None:
-                    contact["list_ids"].discard(list_id)
+                    contact["list_ids"] = contact["list_ids"] - {list_id}
         return removed
 
     def apply_upsert(
@@ -148,39 +149,49 @@ class Store:
         reject: Callable[[int, str | None], bool] | None = None,
         now: float | None = None,
     ) -> UpsertOutcome:
-        """Apply validated rows; rows that break account-level rules go to ``errors``."""
+        """Apply validated rows; rows that break account-level rules go to ``errors``.
+
+        New contacts reuse the parsed row dict as their record (no copy), and ``list_ids``
+        is a frozenset shared between contacts and replaced, never mutated.
+        """
         out = UpsertOutcome()
         stamp = iso_now(now)
         by_email = self.by_email
-        fields = self.fields
-        list_set = {lid for lid in list_ids if lid in self.lists}
+        contacts = self.contacts
+        ftypes = {fid: f.field_type for fid, f in self.fields.items()}
+        list_set = frozenset(lid for lid in list_ids if lid in self.lists)
         n_lists = len(list_set)
         touched = out.touched
+        errors = out.errors
+        prefix, counter = self.ids.prefix, self.ids.counter
+        stored = STORED_KEYS
+        common = {"list_ids": list_set, "created_at": stamp, "updated_at": stamp}
         for index, row in enumerate(rows):
             email = row.get("email")
             if email is not None:
                 email = email.lower()
             if reject is not None and reject(index, email):
-                out.errors.append((index, row, "rejected by an injected emulator fault"))
+                errors.append((index, row, INJECTED_ROW_ERROR))
                 continue
             problem: str | None = None
             custom = row.get("custom_fields")
             if custom:
                 for fid, value in custom.items():
-                    fld = fields.get(fid)
-                    if fld is None:
+                    ftype = ftypes.get(fid)
+                    if ftype is None:
                         problem = MSG_UNKNOWN_FIELD.format(fid=fid)
                         break
-                    problem = value_problem(fld.field_type, value)
-                    if problem:
-                        problem = f"custom field {fid!r}: {problem}"
-                        break
+                    if ftype != "Text" or type(value) is not str:
+                        problem = value_problem(ftype, value)
+                        if problem:
+                            problem = f"custom field {fid!r}: {problem}"
+                            break
             contact = by_email.get(email) if email is not None else None
-            others: list[str] | tuple[()] = ()
-            if "external_id" in row or "phone_number_id" in row or "anonymous_id" in row:
-                others = [n for n in OTHER_IDENTIFIERS if n in row]
-            if problem is None and (others or (contact is not None and contact.get("_idents"))):
-                contact, problem = self._match_identifiers(row, email, contact, others)
+            others = "external_id" in row or "phone_number_id" in row or "anonymous_id" in row
+            if problem is None and (
+                others or email is None or (contact is not None and contact.get("_idents"))
+            ):
+                contact, problem = self._match_identifiers(row, email, contact)
             if problem is None and contact is not None and n_lists:
                 current = contact["list_ids"]
                 if (
@@ -189,51 +200,52 @@ class Store:
                 ):
                     problem = MSG_LIST_CAP
             if problem is not None:
-                out.errors.append((index, row, problem))
+                errors.append((index, row, problem))
                 continue
             if contact is None:
                 contact = (
-                    {k: v for k, v in row.items() if k in STORED_KEYS}
-                    if not row.keys() <= STORED_KEYS
-                    else dict(row)
+                    row if row.keys() <= stored else {k: v for k, v in row.items() if k in stored}
                 )
-                cid = self.ids.next()
+                counter += 1
+                cid = f"{prefix}{counter:012x}"
                 contact["id"] = cid
-                contact["custom_fields"] = dict(custom) if custom else {}
-                contact["list_ids"] = set(list_set)
-                contact["created_at"] = stamp
-                contact["updated_at"] = stamp
+                if custom is None:
+                    contact["custom_fields"] = {}
+                contact.update(common)
                 if email is not None:
                     contact["email"] = email
                     by_email[email] = contact
-                self.contacts[cid] = contact
+                contacts[cid] = contact
                 if others or row.get("alternate_emails"):
                     self._index(contact)
                 out.created += 1
             else:
                 cid = contact["id"]
                 for key, value in row.items():
-                    if key in STORED_KEYS and key != "custom_fields":
+                    if key in stored and key != "custom_fields":
                         contact[key] = value
                 if email is not None:
                     contact["email"] = email
                 if custom:
                     contact["custom_fields"].update(custom)
-                if list_set:
-                    contact["list_ids"].update(list_set)
+                if n_lists and not list_set <= contact["list_ids"]:
+                    contact["list_ids"] = contact["list_ids"] | list_set
                 contact["updated_at"] = stamp
                 if others or row.get("alternate_emails"):
                     self._index(contact)
                 out.updated += 1
             touched.append(cid)
+        self.ids.counter = counter
         for lid in list_set:
             self.lists[lid].members.update(touched)
         return out
 
     def _match_identifiers(
-        self, row: dict[str, Any], email: str | None, contact: Contact | None, others: Iterable[str]
+        self, row: dict[str, Any], email: str | None, contact: Contact | None
     ) -> tuple[Contact | None, str | None]:
-        for name in others:
+        for name in OTHER_IDENTIFIERS:
+            if name not in row:
+                continue
             other = self.by_ident.get((name, row[name]))
             if other is None:
                 continue

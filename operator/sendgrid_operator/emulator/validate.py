@@ -29,6 +29,8 @@ STRING_LIMITS: dict[str, int | None] = {
     "country": 50,
     "postal_code": None,
 }
+# The same as one lookup table: >0 maximum length, 0 no maximum.
+_LIMITS: dict[str, int] = {k: v or 0 for k, v in STRING_LIMITS.items()}
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
 OTHER_IDENTIFIERS = ("phone_number_id", "external_id", "anonymous_id")
 STORED_KEYS = frozenset([*STRING_LIMITS, "alternate_emails", "custom_fields"])
@@ -64,47 +66,50 @@ def check_upsert_body(body: Any) -> list[dict[str, str]]:
     if not isinstance(list_ids, list) or not all(isinstance(i, str) for i in list_ids):
         return [_error("list_ids", MSG_LIST_IDS)]
     errors: list[dict[str, str]] = []
-    limits = STRING_LIMITS
+    limit_of = _LIMITS.get
+    email_ok = EMAIL_RE.match
     for index, row in enumerate(contacts):
         if type(row) is not dict:
             errors.append(_error(f"contacts[{index}]", "contact must be an object"))
-        else:
-            for key, value in row.items():
-                if key in limits:
-                    limit = limits[key]
-                    if type(value) is not str:
-                        errors.append(_error(f"contacts[{index}].{key}", f"{key} must be a string"))
-                    elif limit is not None and len(value) > limit:
-                        errors.append(
-                            _error(
-                                f"contacts[{index}].{key}",
-                                f"{key} must be at most {limit} characters",
-                            )
+            continue
+        for key, value in row.items():
+            limit = limit_of(key, -1)
+            if limit > 0:
+                if type(value) is not str or len(value) > limit:
+                    errors.append(_field_error(index, key, value, limit))
+            elif limit == 0:
+                if type(value) is not str:
+                    errors.append(_field_error(index, key, value, None))
+            elif key == "custom_fields":
+                if type(value) is not dict:
+                    errors.append(
+                        _error(
+                            f"contacts[{index}].custom_fields", "custom_fields must be an object"
                         )
-                elif key == "custom_fields":
-                    if type(value) is not dict:
-                        errors.append(
-                            _error(
-                                f"contacts[{index}].custom_fields",
-                                "custom_fields must be an object",
-                            )
-                        )
-                elif key == "alternate_emails":
-                    problem = _alternate_emails_problem(value)
-                    if problem:
-                        errors.append(_error(f"contacts[{index}].alternate_emails", problem))
-            email = row.get("email")
-            if email is None:
-                if not any(row.get(k) for k in OTHER_IDENTIFIERS):
-                    errors.append(_error(f"contacts[{index}]", MSG_NO_IDENTIFIER))
-            elif type(email) is str and not EMAIL_RE.match(email):
-                errors.append(_error(f"contacts[{index}].email", MSG_INVALID_EMAIL))
-            phone = row.get("phone_number_id")
+                    )
+            elif key == "alternate_emails":
+                problem = _alternate_emails_problem(value)
+                if problem:
+                    errors.append(_error(f"contacts[{index}].alternate_emails", problem))
+        email = row.get("email")
+        if email is None:
+            if not any(row.get(k) for k in OTHER_IDENTIFIERS):
+                errors.append(_error(f"contacts[{index}]", MSG_NO_IDENTIFIER))
+        elif type(email) is str and not email_ok(email):
+            errors.append(_error(f"contacts[{index}].email", MSG_INVALID_EMAIL))
+        if "phone_number_id" in row:
+            phone = row["phone_number_id"]
             if type(phone) is str and not E164_RE.match(phone):
                 errors.append(_error(f"contacts[{index}].phone_number_id", MSG_INVALID_PHONE))
         if len(errors) >= MAX_ERRORS:
             break
     return errors[:MAX_ERRORS]
+
+
+def _field_error(index: int, key: str, value: object, limit: int | None) -> dict[str, str]:
+    if type(value) is not str:
+        return _error(f"contacts[{index}].{key}", f"{key} must be a string")
+    return _error(f"contacts[{index}].{key}", f"{key} must be at most {limit} characters")
 
 
 def _alternate_emails_problem(value: object) -> str | None:
