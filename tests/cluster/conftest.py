@@ -77,12 +77,14 @@ def namespace(
     name = f"{stem}-{secrets.token_hex(3)}"
     admin_api.post("/api/v1/namespaces", {"metadata": {"name": name}})
     request.node.stash[_namespace_key] = name
-    # Pods need the namespace's `default` ServiceAccount (ServiceAccount admission).
-    wait_for(
-        lambda: admin_api.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-        30,
-        f"the default ServiceAccount in {name}",
-    )
+    # Pods need the namespace's `default` ServiceAccount (ServiceAccount admission) and the
+    # `kube-root-ca.crt` ConfigMap (their projected token volume).
+    for what in ("serviceaccounts/default", "configmaps/kube-root-ca.crt"):
+        wait_for(
+            lambda w=what: admin_api.get_or_none(f"/api/v1/namespaces/{name}/{w}"),  # type: ignore[misc]
+            30,
+            f"{what} in namespace {name}",
+        )
     yield name
     admin_api.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
 

@@ -95,7 +95,7 @@ class PodRun:
             c.launch = prepare(api, self.pod, c.spec, self.dir, entrypoint, bin_dirs)
         except ConfigError as exc:
             c.waiting = {"reason": "CreateContainerConfigError", "message": str(exc)}
-            c.restart_at = time.monotonic() + 2.0
+            c.restart_at = time.monotonic() + 1.0
             return
         launch = c.launch
         c.started_at, c.waiting = now(), None

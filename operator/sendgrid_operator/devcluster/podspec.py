@@ -187,10 +187,13 @@ def write_volumes(r: Resolver, pod_dir: Path) -> dict[str, Path]:
 
 
 def rewrite(value: str, mounts: list[tuple[str, str]]) -> str:
-    """Replace each mount path (longest first) by its local folder."""
-    for container_path, local_path in mounts:
-        value = value.replace(container_path, local_path)
-    return value
+    """Replace each mount path by its local folder in one pass, longest path first."""
+    if not mounts:
+        return value
+    table = dict(mounts)
+    alternatives = sorted(table, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(p) for p in alternatives))
+    return pattern.sub(lambda m: table[m.group(0)], value)
 
 
 def expand(value: str, env: dict[str, str]) -> str:
@@ -254,7 +257,6 @@ def prepare(
     ]
     message_path = container.get("terminationMessagePath") or "/dev/termination-log"
     mounts.append((message_path, str(termination_path)))
-    mounts.sort(key=lambda m: len(m[0]), reverse=True)
 
     env = build_env(r, container)
     env = {k: rewrite(v, mounts) for k, v in env.items()}
