@@ -83,6 +83,7 @@ class RunPlan:
     """(Secret name, key) in the export's namespace holding the API key."""
     report_token_hash: str
     state_shards: tuple[str, ...] = ()
+    state_sha256: str | None = None
     scheduled_time: str | None = None
     request_token: str | None = None
 
@@ -142,6 +143,7 @@ def build_job(export: JSON, spec: SegmentExportSpec, plan: RunPlan, settings: Se
         {"name": "SGOP_RUN_SPEC", "value": json.dumps(run_spec, separators=(",", ":"))},
         {"name": "SGOP_STATE_DIR", "value": STATE_DIR},
         {"name": "SGOP_CONFIGMAP_DIR", "value": CONFIGMAP_DIR},
+        {"name": "SGOP_STATE_SHA256", "value": plan.state_sha256 or ""},
         {"name": "HOME", "value": "/tmp"},
         _secret_env("SGOP_API_KEY", *plan.api_key_secret),
         _secret_env("SGOP_REPORT_TOKEN", plan.run_id, SECRET_KEY_REPORT_TOKEN),
