@@ -1,0 +1,169 @@
+"""The one module that knows kopf: it registers handlers that call plain functions.
+
+Handlers are registered into a registry built *after* the settings are loaded
+(:func:`build_registry`), so no decorator argument is read at import time.
+All reconciling is level-based: watch events and timers call the same idempotent
+functions, and kopf keeps no progress annotations on the users' objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from sendgrid_operator.api.common import GROUP, VERSION
+from sendgrid_operator.controller import connection_reconciler, exports, jobs, server
+from sendgrid_operator.controller.connections import make_scope_reader
+from sendgrid_operator.controller.context import Context
+from sendgrid_operator.controller.events import EventPoster
+from sendgrid_operator.controller.kube import Kube
+from sendgrid_operator.controller.metrics import Metrics
+from sendgrid_operator.controller.settings import Settings
+
+log = logging.getLogger(__name__)
+CONNECTIONS = (GROUP, VERSION, "sendgridconnections")
+EXPORTS = (GROUP, VERSION, "segmentexports")
+JOBS = ("batch", "v1", "jobs")
+
+
+async def _measured(ctx: Context, controller: str, work: Callable[[], Awaitable[None]]) -> None:
+    started = time.monotonic()
+    try:
+        await work()
+    except Exception:
+        ctx.metrics.reconcile_total.labels(controller, "error").inc()
+        ctx.metrics.reconcile_errors_total.labels(controller).inc()
+        log.exception(
+            "reconcile of a %s failed; it is retried on the next event or tick", controller
+        )
+    else:
+        ctx.metrics.reconcile_total.labels(controller, "success").inc()
+    finally:
+        ctx.metrics.reconcile_time_seconds.labels(controller).observe(time.monotonic() - started)
+
+
+def _bind(
+    fn: Callable[[Context, dict[str, Any]], Awaitable[None]], ctx: Context, body: dict[str, Any]
+) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(ctx, body)
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    state: dict[str, Any] = {"ready": False}
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        settings.posting.enabled = False
+        settings.scanning.disabled = True
+        settings.watching.server_timeout = 300
+        kube = Kube.from_configuration()
+        ctx = Context(
+            settings=_settings,
+            kube=kube,
+            metrics=Metrics(),
+            read_scopes=make_scope_reader(_settings.sendgrid_timeout_seconds),
+            event=EventPoster(kube),
+        )
+        memo["ctx"] = ctx
+        channel = server.RunChannel(ctx, ready=lambda: bool(state["ready"]))
+        memo["runner"] = await server.start(channel, _settings.http_host, _settings.http_port)
+        state["ready"] = True
+        log.info(
+            "sendgrid-operator started; HTTP on %s:%d", _settings.http_host, _settings.http_port
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        state["ready"] = False
+        runner = memo.get("runner")
+        if runner is not None:
+            await runner.cleanup()
+        ctx: Context | None = memo.get("ctx")
+        if ctx is not None:
+            await ctx.kube.aclose()
+
+    _settings = settings
+
+    # -- SendGridConnection
+    @kopf.on.event(*CONNECTIONS, registry=registry)
+    async def connection_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        ctx: Context = memo["ctx"]
+        body: dict[str, Any] = dict(event["object"])
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event["type"] == "DELETED":
+            ctx.connections.pop(key, None)
+            ctx.metrics.forget_connection(*key)
+            return
+        ctx.connections[key] = body
+        await _measured(
+            ctx, "sendgridconnection", lambda: connection_reconciler.reconcile(ctx, body)
+        )
+
+    @kopf.timer(*CONNECTIONS, interval=settings.connection_poll_seconds, registry=registry)
+    async def connection_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        ctx: Context = memo["ctx"]
+        obj = dict(body)
+        await _measured(
+            ctx, "sendgridconnection", lambda: connection_reconciler.reconcile(ctx, obj, poll=True)
+        )
+
+    # -- SegmentExport
+    @kopf.on.event(*EXPORTS, registry=registry)
+    async def export_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        ctx: Context = memo["ctx"]
+        body: dict[str, Any] = dict(event["object"])
+        if event["type"] == "DELETED":
+            meta = body["metadata"]
+            ctx.metrics.forget_export(meta["namespace"], meta["name"])
+            ctx.locks.pop(meta["uid"], None)
+            return
+        await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, body))
+
+    @kopf.timer(*EXPORTS, interval=settings.schedule_tick_seconds, registry=registry)
+    async def export_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        ctx: Context = memo["ctx"]
+        obj = dict(body)
+        await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, obj))
+
+    @kopf.on.event(
+        *JOBS, labels={"app.kubernetes.io/managed-by": jobs.MANAGED_BY}, registry=registry
+    )
+    async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        ctx: Context = memo["ctx"]
+        job: dict[str, Any] = dict(event["object"])
+        if event["type"] == "DELETED" or jobs.job_finished(job) is None:
+            return
+        for owner in job["metadata"].get("ownerReferences") or []:
+            if owner.get("kind") == "SegmentExport":
+                export = await ctx.kube.get_or_none(
+                    "segmentexports", job["metadata"]["namespace"], owner["name"]
+                )
+                if export is not None:
+                    await _measured(ctx, "segmentexport", _bind(exports.reconcile, ctx, export))
+
+    return registry
+
+
+def run(settings: Settings) -> None:
+    """Run the operator until it is signalled to stop."""
+    registry = build_registry(settings)
+    namespaces = list(settings.watch_namespaces)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            priority=0,
+        )
+    )
