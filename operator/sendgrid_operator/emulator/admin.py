@@ -78,7 +78,8 @@ class AdminClient:
 
     def summary(self) -> str:
         response = self._http.get("/summary")
-        self._ok(response)
+        if response.status_code >= 400:
+            raise RuntimeError(f"emulator admin /summary: {response.status_code}")
         return response.text
 
     # -- steering ---------------------------------------------------------------
