@@ -76,15 +76,13 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
         before = (
             await client.get(f"/v3/marketing/lists/{list_id}", params={"contact_sample": "true"})
         ).json()
-    async with Emulator(EmulatorConfig(apply_delay=0, state_file=state)) as emu2:
-        async with httpx.AsyncClient(base_url=emu2.url, headers=headers) as client:
-            after = (
-                await client.get(
-                    f"/v3/marketing/lists/{list_id}", params={"contact_sample": "true"}
-                )
-            ).json()
-            fields = (await client.get("/v3/marketing/field_definitions")).json()["custom_fields"]
-            new_list = (await client.post("/v3/marketing/lists", json={"name": "new"})).json()["id"]
+    emu2 = Emulator(EmulatorConfig(apply_delay=0, state_file=state))
+    async with emu2, httpx.AsyncClient(base_url=emu2.url, headers=headers) as client:
+        after = (
+            await client.get(f"/v3/marketing/lists/{list_id}", params={"contact_sample": "true"})
+        ).json()
+        fields = (await client.get("/v3/marketing/field_definitions")).json()["custom_fields"]
+        new_list = (await client.post("/v3/marketing/lists", json={"name": "new"})).json()["id"]
     assert after["contact_count"] == 1
     assert after["contact_sample"][0]["id"] == before["contact_sample"][0]["id"]
     assert after["contact_sample"][0]["custom_fields"] == {"n": 5}
