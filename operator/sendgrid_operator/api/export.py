@@ -267,7 +267,10 @@ class SegmentExportSpec(Model):
         min_length=1,
         max_length=10,
         description="IDs of existing SendGrid lists the segment is exported into.",
-        json_schema_extra={"items": {"pattern": UUID_PATTERN}, "x-kubernetes-list-type": "set"},
+        json_schema_extra={
+            "items": {"type": "string", "pattern": UUID_PATTERN},
+            "x-kubernetes-list-type": "set",
+        },
     )
     segments: list[Segment] = Field(
         min_length=1,
