@@ -1,0 +1,3 @@
+-- Start scheduled runs again (spec.suspend: false).
+obj.spec.suspend = false
+return obj
