@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # kopf logs every handler and timer call at INFO; failures still show at WARNING+.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.activities").setLevel(logging.WARNING)
     from sendgrid_operator.controller.handlers import run as run_operator
 
     run_operator(settings)
