@@ -57,6 +57,16 @@ async def check_due(ctx: Context, body: JSON, *, poll: bool) -> bool:
 
 
 async def reconcile(ctx: Context, body: JSON, *, poll: bool = False) -> None:
+    """Check the connection when due; one check at a time per connection."""
+    async with ctx.locks[body["metadata"]["uid"]]:
+        fresh = await ctx.kube.get_or_none(
+            "sendgridconnections", body["metadata"]["namespace"], body["metadata"]["name"]
+        )
+        if fresh is not None and fresh["metadata"].get("uid") == body["metadata"]["uid"]:
+            await _reconcile_locked(ctx, fresh, poll=poll)
+
+
+async def _reconcile_locked(ctx: Context, body: JSON, *, poll: bool) -> None:
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     status = body.get("status") or {}

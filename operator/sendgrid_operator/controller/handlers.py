@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from sendgrid_operator.api.common import GROUP, VERSION
 from sendgrid_operator.controller import connection_reconciler, exports, jobs, server
@@ -70,6 +71,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.enabled = False
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
+        prometheus_client.disable_created_metrics()
         kube = Kube.from_configuration()
         ctx = Context(
             settings=_settings,

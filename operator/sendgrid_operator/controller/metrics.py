@@ -24,11 +24,11 @@ CONTACT_OPERATIONS = ("created", "updated", "removed", "rejected")
 ENDPOINTS = (
     "scopes",
     "field_definitions",
-    "lists",
+    "list_get",
     "list_count",
     "upsert",
     "import_status",
-    "errors_file",
+    "errors_download",
     "search_emails",
     "list_remove",
     "export",
