@@ -71,7 +71,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.enabled = False
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
-        prometheus_client.disable_created_metrics()
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         kube = Kube.from_configuration()
         ctx = Context(
             settings=_settings,
