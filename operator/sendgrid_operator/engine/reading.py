@@ -1,0 +1,306 @@
+"""The first pass: read every segment, validate, de-duplicate, and spool what is valid.
+
+Why a spool: ``maxProfiles`` and mirror's guards must refuse *before any write*, which
+needs the unique count and the segment's full membership first. Reading the source twice
+would cost a second database query or download (and the source may change in between);
+keeping contacts in memory would not fit a 1,000,000-profile export in 200 MB. So each
+valid row is encoded once and appended to a temporary file (about 150 bytes a contact),
+and memory holds only fixed-width arrays per row: the email key (8 bytes), the content
+hash (4), the segment (1) and the spool offset (8). De-duplication (first occurrence wins)
+runs on those arrays after the pass, with pyarrow's hash aggregation.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_operator.api.export import Segment
+from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
+from sendgrid_operator.engine.batching import overhead
+from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
+from sendgrid_operator.engine.outcomes import Reason, RunStopped
+from sendgrid_operator.engine.plan import Resolver
+from sendgrid_operator.engine.sources import build_source
+from sendgrid_operator.engine.state import ExportState
+
+TOO_LARGE = "too_large"
+_RECORD = struct.Struct("<HII")  # segment index, row number, JSON length
+TICK_ROWS = 2048
+
+Tick = Callable[[int, int | None], None]  # (rows read, expected total)
+
+
+class Spool:
+    """An append-only temporary file of encoded contacts, with their offsets."""
+
+    def __init__(self, directory: Path | None) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="sgexport-spool-", dir=directory)
+        self._out: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.offsets = array("Q")
+        self._pos = 0
+
+    def append(self, segment: int, row: int, encoded: bytes) -> None:
+        self.offsets.append(self._pos)
+        header = _RECORD.pack(segment, row, len(encoded))
+        self._out.write(header)
+        self._out.write(encoded)
+        self._pos += len(header) + len(encoded)
+
+    def finish(self) -> None:
+        self._out.close()
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def scan(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """``(index, segment, row, encoded)`` in spool order."""
+        size = _RECORD.size
+        unpack = _RECORD.unpack
+        with open(self.path, "rb", buffering=1 << 20) as f:
+            read = f.read
+            for index in range(len(self.offsets)):
+                segment, row, length = unpack(read(size))
+                yield index, segment, row, read(length)
+
+    def read(self, handle: IO[bytes], index: int) -> tuple[int, int, bytes]:
+        handle.seek(self.offsets[index])
+        segment, row, length = _RECORD.unpack(handle.read(_RECORD.size))
+        return segment, row, handle.read(length)
+
+    def remove(self) -> None:
+        try:
+            self._out.close()
+        finally:
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+
+
+@dataclass
+class Prepared:
+    """What the first pass learned, and the spool of valid encoded contacts."""
+
+    segments: list[SegmentCounts]
+    labels: list[str]
+    spool: Spool
+    keys: array[int] = field(default_factory=lambda: array("Q"))
+    content: array[int] = field(default_factory=lambda: array("I"))
+    seg: array[int] = field(default_factory=lambda: array("B"))
+    present_extra: array[int] = field(default_factory=lambda: array("Q"))
+    invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    invalid_samples: list[RejectedRow] = field(default_factory=list)
+    keep: bytearray = field(default_factory=bytearray)
+    profiles: int = 0
+    payload_bytes: int = 0  # sum of the kept contacts' encoded sizes
+
+    def ref(self, segment: int, row: int) -> str:
+        return f"{self.segments[segment].name}:{self.labels[segment]}:{row}"
+
+    @property
+    def read(self) -> int:
+        return sum(s.read for s in self.segments)
+
+    def present(self) -> pa.Array:
+        """Email keys of every row with a valid email (even rows invalid otherwise)."""
+        return pa.concat_arrays([_u64(self.keys), _u64(self.present_extra)])
+
+    def kept_indices(self) -> pa.Array:
+        return pc.indices_nonzero(mask_array(self.keep))
+
+    def keys_array(self) -> pa.Array:
+        return _u64(self.keys)
+
+    def payload_size(self, mask: bytearray) -> int:
+        """Total encoded size of the contacts selected by ``mask``."""
+        if mask == self.keep:
+            return self.payload_bytes
+        offsets = self.spool.offsets
+        n = len(offsets)
+        end_of_file = os.path.getsize(self.spool.path)
+        total = 0
+        for i in range(n):
+            if mask[i]:
+                end = offsets[i + 1] if i + 1 < n else end_of_file
+                total += end - offsets[i] - _RECORD.size
+        return total
+
+
+def _u64(values: array[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)])
+
+
+def mask_array(values: bytearray) -> pa.Array:
+    return pa.Array.from_buffers(pa.uint8(), len(values), [None, pa.py_buffer(values)]).cast(
+        pa.bool_()
+    )
+
+
+def _sample(
+    prepared: Prepared, reason: str, ref: str, fld: str | None, message: str | None
+) -> None:
+    samples = prepared.invalid_samples
+    if len(samples) >= MAX_SAMPLES:
+        return
+    if sum(1 for s in samples if s.reason == reason) >= SAMPLES_PER_REASON:
+        return
+    samples.append(RejectedRow(reason=reason, row=ref, field=fld, message=message))
+
+
+_MESSAGES = {
+    "missing_email": "the email column is empty",
+    "invalid_email": "not a valid email address",
+    "too_long": "longer than SendGrid allows for this field",
+    "invalid_number": "not a number, but the custom field is a Number field",
+    "invalid_date": "not a date (YYYY-MM-DD, ISO 8601 or MM/DD/YYYY)",
+    TOO_LARGE: "the contact's JSON is larger than an upsert request may be",
+}
+
+
+def read_segments(
+    segments: Sequence[Segment],
+    compiled: CompiledMapping,
+    state: ExportState,
+    list_ids: Sequence[str],
+    resolver: Resolver,
+    *,
+    max_profiles: int,
+    max_body: int,
+    spool_dir: Path | None = None,
+    tick: Tick | None = None,
+) -> Prepared:
+    """Read, validate and spool every segment, then de-duplicate. Refuses early when the
+    segments certainly hold more than ``max_profiles`` unique profiles."""
+    spool = Spool(spool_dir)
+    prepared = Prepared([SegmentCounts(name=s.name) for s in segments], [], spool)
+    try:
+        _read_all(
+            segments, compiled, state, list_ids, resolver, prepared, max_profiles, max_body, tick
+        )
+        spool.finish()
+        _deduplicate(prepared)
+    except BaseException:
+        spool.remove()
+        raise
+    if prepared.profiles > max_profiles:
+        spool.remove()
+        raise RunStopped(
+            Reason.TOO_MANY_PROFILES, _too_many(prepared.profiles, max_profiles, exact=True)
+        )
+    return prepared
+
+
+def _too_many(count: int, limit: int, exact: bool) -> str:
+    amount = f"{count:,}" if exact else f"at least {count:,}"
+    return (
+        f"the segments hold {amount} unique profiles, more than spec.maxProfiles ({limit:,}); "
+        "nothing was sent. If this is expected, raise spec.maxProfiles (up to 10,000,000)"
+    )
+
+
+def _read_all(
+    segments: Sequence[Segment],
+    compiled: CompiledMapping,
+    state: ExportState,
+    list_ids: Sequence[str],
+    resolver: Resolver,
+    prepared: Prepared,
+    max_profiles: int,
+    max_body: int,
+    tick: Tick | None,
+) -> None:
+    suffix = state.list_suffix(list(list_ids))
+    room = max_body - overhead(list_ids)
+    email_key = state.email_key
+    content_hash = state.content_hash
+    keys, content, seg_arr = prepared.keys, prepared.content, prepared.seg
+    spool = prepared.spool
+    by_reason = prepared.invalid_by_reason
+    check_at = max_profiles + 1
+    total_read = 0
+    for seg_index, segment in enumerate(segments):
+        counts = prepared.segments[seg_index]
+        source = build_source(segment.source, resolver)
+        prepared.labels.append(source.label)
+        try:
+            columns = source.open(compiled.columns)
+            check_columns(compiled, columns, f"segment {segment.name!r} ({source.label})")
+            expected = source.estimated_total()
+            for row_number, row in source.rows():
+                counts.read += 1
+                total_read += 1
+                email, encoded, reason, fld = convert_row(compiled, row)
+                if encoded is not None and len(encoded) > room:
+                    encoded, reason, fld = None, TOO_LARGE, None
+                if encoded is None:
+                    assert reason is not None
+                    counts.invalid += 1
+                    by_reason[reason] = by_reason.get(reason, 0) + 1
+                    if reason not in ("missing_email", "invalid_email") and email is not None:
+                        prepared.present_extra.append(email_key(email))
+                    _sample(
+                        prepared,
+                        reason,
+                        prepared.ref(seg_index, row_number),
+                        fld,
+                        _MESSAGES.get(reason.split(":", 1)[0]),
+                    )
+                else:
+                    assert email is not None
+                    keys.append(email_key(email))
+                    content.append(content_hash(encoded, suffix))
+                    seg_arr.append(seg_index)
+                    spool.append(seg_index, row_number, encoded)
+                    if len(keys) >= check_at:
+                        unique = pc.count_distinct(_u64(keys)).as_py()
+                        if unique > max_profiles:
+                            raise RunStopped(
+                                Reason.TOO_MANY_PROFILES,
+                                _too_many(unique, max_profiles, exact=False),
+                            )
+                        check_at = len(keys) + max(max_profiles - unique, 1) + len(keys) // 4
+                if tick is not None and total_read % TICK_ROWS == 0:
+                    tick(total_read, expected)
+        finally:
+            source.close()
+    if tick is not None:
+        tick(total_read, None)
+
+
+def _deduplicate(prepared: Prepared) -> None:
+    n = len(prepared.keys)
+    keep = bytearray(n)
+    if n:
+        table = pa.table({"key": _u64(prepared.keys), "idx": pa.array(range(n), pa.uint32())})
+        first = (
+            table.group_by("key", use_threads=False).aggregate([("idx", "min")]).column("idx_min")
+        )
+        positions = first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
+        for i in positions.to_pylist():
+            keep[i] = 1
+    prepared.keep = keep
+    prepared.profiles = sum(keep)
+    seg = prepared.seg
+    segments = prepared.segments
+    offsets = prepared.spool.offsets
+    total = 0
+    for i in range(n):
+        counts = segments[seg[i]]
+        if keep[i]:
+            counts.profiles += 1
+            end = offsets[i + 1] if i + 1 < n else None
+            if end is not None:
+                total += end - offsets[i] - _RECORD.size
+        else:
+            counts.duplicates += 1
+    if n and keep[n - 1]:
+        total += os.path.getsize(prepared.spool.path) - offsets[n - 1] - _RECORD.size
+    prepared.payload_bytes = total

@@ -1,0 +1,448 @@
+"""One export run from start to report: :func:`run_export`, the engine's entry point.
+
+The order of a run is the safety argument, so it is spelled out here once:
+
+1. preflight, reads only: the key's scopes, every list, the custom field definitions;
+2. the first pass (:mod:`.reading`): read, validate, de-duplicate, spool; ``maxProfiles``;
+3. the diff against the state (:mod:`.incremental`);
+4. mirror only: the guards and each list's membership (:mod:`.mirror`), still read-only;
+5. a dry run stops here and reports what would happen;
+6. upload and verify every job (:mod:`.upload`);
+7. mirror only, and only if every job succeeded: remove memberships;
+8. save the new state (also after a failed run: it records only what SendGrid applied).
+
+Every refusal happens before step 6, so a refused run has written nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from array import array
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_operator.api.export import Mode
+from sendgrid_operator.api.report import (
+    Phase,
+    Progress,
+    RunCounts,
+    RunReport,
+)
+from sendgrid_operator.engine import incremental, mirror
+from sendgrid_operator.engine.batching import lower_bound, overhead
+from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping
+from sendgrid_operator.engine.outcomes import (
+    MappingError,
+    Reason,
+    RunStopped,
+    SourceError,
+    result_for,
+)
+from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
+from sendgrid_operator.engine.progress import ProgressReporter
+from sendgrid_operator.engine.reading import Prepared, mask_array, read_segments
+from sendgrid_operator.engine.state import ExportState, StateStore, load_state
+from sendgrid_operator.engine.upload import Uploader
+from sendgrid_operator.sendgrid import (
+    MARKETING_SCOPE,
+    AuthenticationError,
+    NotFound,
+    PermissionDenied,
+    RequestRejected,
+    SendGridClient,
+    SendGridError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: Dry runs look up at most this many contacts by email; more are matched with an export.
+DRY_RUN_SEARCH_LIMIT = 2_000
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reason_for(exc: SendGridError) -> Reason:
+    if isinstance(exc, AuthenticationError):
+        return Reason.KEY_REJECTED
+    if isinstance(exc, PermissionDenied):
+        return Reason.SCOPE_MISSING
+    if isinstance(exc, NotFound):
+        return Reason.LIST_NOT_FOUND
+    if isinstance(exc, RequestRejected):
+        return Reason.SENDGRID_REJECTED
+    if isinstance(exc, Unavailable):
+        return Reason.SENDGRID_UNREACHABLE
+    return Reason.SENDGRID_UNREACHABLE
+
+
+async def run_export(
+    plan: ExportPlan,
+    *,
+    client: SendGridClient | None = None,
+    state: StateStore,
+    progress: Callable[[Progress], None] | None = None,
+    dry_run: bool = False,
+    full: bool = False,
+    settings: EngineSettings | None = None,
+) -> RunReport:
+    """Run one export and return its report. Never raises for a run that went wrong in an
+    expected way (bad input, guard, SendGrid failure): the report says so, and
+    :func:`~sendgrid_operator.engine.outcomes.exit_code` turns its reason into an exit code.
+
+    ``client`` defaults to a new :class:`SendGridClient` for ``plan.base_url`` (closed at
+    the end); ``state`` holds the incremental state between runs; ``progress`` is called
+    with :class:`~sendgrid_operator.api.report.Progress` at a bounded rate, on the event
+    loop's thread. ``dry_run`` and ``full`` add to the spec's ``dryRun`` and
+    ``incremental: false``.
+    """
+    settings = settings or EngineSettings()
+    own_client = client is None
+    if client is None:
+        client = SendGridClient(
+            plan.api_key, plan.base_url, policy=settings.retry, timeout=settings.timeout
+        )
+    run = _Run(
+        plan,
+        client,
+        state,
+        settings,
+        dry_run or plan.spec.dry_run,
+        full or not plan.spec.incremental,
+    )
+    run.reporter = ProgressReporter(progress, settings.progress_interval)
+    try:
+        return await run.execute()
+    finally:
+        if own_client:
+            await client.aclose()
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: ExportPlan,
+        client: SendGridClient,
+        store: StateStore,
+        settings: EngineSettings,
+        dry_run: bool,
+        full: bool,
+    ) -> None:
+        self.plan = plan
+        self.spec = plan.spec
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.dry_run = dry_run
+        self.full = full
+        self.list_ids = list(dict.fromkeys(self.spec.list_ids))
+        self.counts = RunCounts()
+        self.report = RunReport(
+            run_id=plan.run_id or f"{plan.name}-{uuid.uuid4().hex[:8]}",
+            result=result_for(Reason.RUN_SUCCEEDED),
+            reason=Reason.RUN_SUCCEEDED,
+            trigger=plan.trigger,
+            dry_run=dry_run,
+            mode=str(self.spec.mode),
+            full_run=True,
+            list_ids=self.list_ids,
+            counts=self.counts,
+        )
+        self.reporter: ProgressReporter
+        self.notes: list[str] = []
+        self.prepared: Prepared | None = None
+
+    # -- the run ------------------------------------------------------------------------
+    async def execute(self) -> RunReport:
+        started = time.monotonic()
+        self.report.start_time = _now()
+        try:
+            await self._execute()
+        except RunStopped as stop:
+            self._finish(stop.reason, stop.message)
+        except SendGridError as exc:
+            self._finish(_reason_for(exc), exc.message)
+        finally:
+            if self.prepared is not None:
+                self.prepared.spool.remove()
+            self.report.completion_time = _now()
+            self.report.duration_seconds = round(time.monotonic() - started, 3)
+            self.report.sendgrid_requests = dict(sorted(self.client.requests.items()))
+            self.reporter.phase(Phase.FINISHED)
+        return self.report
+
+    def _finish(self, reason: Reason, message: str) -> None:
+        self.report.reason = reason
+        self.report.result = result_for(reason)
+        notes = " ".join(self.notes)
+        self.report.message = f"{message} {notes}".strip() if notes else message
+
+    async def _execute(self) -> None:
+        compiled = await self._preflight()
+        saved, note = load_state(self.store)
+        if note:
+            self.notes.append(note)
+        state = saved or ExportState.new(self.list_ids)
+        prepared = await self._read(compiled, state)
+        self.prepared = prepared
+        send, unchanged = incremental.to_send(prepared, state, self.full)
+        self.report.full_run = self.full or saved is None
+        c = self.counts
+        c.unchanged = unchanged
+        c.sent = sum(send)
+        sent_bytes = prepared.payload_size(send)
+        c.minimum_upsert_requests = lower_bound(
+            c.sent,
+            sent_bytes,
+            self.settings.max_contacts_per_upsert,
+            self.settings.max_upsert_bytes,
+            overhead(self.list_ids),
+        )
+        memberships: list[mirror.Membership] = []
+        if self.spec.mode == Mode.MIRROR:
+            memberships = await self._mirror_preflight(prepared, state, saved is not None)
+        if self.dry_run:
+            await self._dry_run(prepared, state, send, memberships)
+            return
+        await self._upload_and_verify(prepared, state, send, memberships)
+
+    async def _preflight(self) -> CompiledMapping:
+        self.reporter.phase(Phase.READING)
+        try:
+            scopes = await self.client.scopes()
+        except PermissionDenied:
+            scopes = None  # which scope /v3/scopes needs is undocumented; the lists decide
+        if scopes is not None and MARKETING_SCOPE not in scopes:
+            raise RunStopped(
+                Reason.SCOPE_MISSING,
+                f"the API key lacks the {MARKETING_SCOPE} scope (it has: "
+                f"{', '.join(sorted(scopes)) or 'none'}); give the key Marketing access",
+            )
+        for list_id in self.list_ids:
+            await self.client.get_list(list_id)
+        fields = []
+        if self.spec.field_mapping.custom_fields:
+            fields = await self.client.field_definitions()
+        try:
+            return compile_mapping(self.spec.field_mapping, fields)
+        except MappingError as exc:
+            raise RunStopped(Reason.INVALID_MAPPING, str(exc)) from exc
+
+    async def _read(self, compiled: CompiledMapping, state: ExportState) -> Prepared:
+        reporter = self.reporter
+
+        def tick(read: int, total: int | None) -> None:
+            reporter.update(read=read, total=total)
+
+        try:
+            prepared = await asyncio.to_thread(
+                read_segments,
+                self.spec.segments,
+                compiled,
+                state,
+                self.list_ids,
+                self.plan.resolver,
+                max_profiles=self.spec.max_profiles,
+                max_body=self.settings.max_upsert_bytes,
+                spool_dir=self.settings.spool_dir,
+                tick=tick,
+            )
+        except SourceError as exc:
+            raise RunStopped(Reason.SOURCE_ERROR, str(exc)) from exc
+        except MappingError as exc:
+            raise RunStopped(Reason.INVALID_MAPPING, str(exc)) from exc
+        c = self.counts
+        c.read = prepared.read
+        c.invalid = sum(prepared.invalid_by_reason.values())
+        c.invalid_by_reason = dict(sorted(prepared.invalid_by_reason.items()))
+        c.duplicates = sum(s.duplicates for s in prepared.segments)
+        c.profiles = prepared.profiles
+        self.report.segments = prepared.segments
+        self.report.invalid_samples = prepared.invalid_samples
+        reporter.update(read=c.read, force=True)
+        return prepared
+
+    # -- mirror -------------------------------------------------------------------------
+    async def _mirror_preflight(
+        self, prepared: Prepared, state: ExportState, had_state: bool
+    ) -> list[mirror.Membership]:
+        if prepared.profiles == 0 and not self.spec.allow_empty_segment:
+            raise RunStopped(
+                Reason.EMPTY_SEGMENT,
+                "the segments hold no valid profiles, and mode: mirror would empty the lists; "
+                "nothing was sent. If the segment is meant to be empty, set "
+                "spec.allowEmptySegment: true",
+            )
+        if not had_state:
+            self.notes.append(
+                "Mirror removed nothing this run: there is no state from an earlier run, so "
+                "this export cannot tell which list members it added."
+            )
+        present = prepared.present()
+        memberships: list[mirror.Membership] = []
+        for list_id in self.list_ids:
+            member = await mirror.read_membership(
+                self.client, list_id, state, had_state, present, self.settings
+            )
+            memberships.append(member)
+        limit = self.spec.max_removal_percent
+        for member in memberships:
+            if member.candidates and member.percent > limit:
+                raise RunStopped(
+                    Reason.TOO_MANY_REMOVALS,
+                    f"mirror would remove {len(member.candidates):,} of {member.total:,} "
+                    f"contacts ({member.percent:.1f}%) from list {member.list_id}, more than "
+                    f"spec.maxRemovalPercent ({limit}%); nothing was sent. Check the segment's "
+                    "source; if the removals are expected, raise spec.maxRemovalPercent",
+                )
+        return memberships
+
+    # -- dry run ------------------------------------------------------------------------
+    async def _dry_run(
+        self,
+        prepared: Prepared,
+        state: ExportState,
+        send: bytearray,
+        memberships: list[mirror.Membership],
+    ) -> None:
+        existing = await self._existing(prepared, state, send)
+        c = self.counts
+        c.updated = existing
+        c.created = c.sent - existing
+        c.removed = sum(len(m.candidates) for m in memberships)
+        if self.spec.mode == Mode.MIRROR:
+            seen: dict[str, None] = {}
+            for m in memberships:
+                for email, _, _ in m.candidates:
+                    seen.setdefault(email, None)
+            self.report.planned_removals = list(seen)
+        self._finish(
+            Reason.DRY_RUN_SUCCEEDED,
+            f"dry run: would send {c.sent:,} contacts ({c.created:,} new, {c.updated:,} "
+            f"existing), remove {c.removed:,} list memberships; {c.invalid:,} rows invalid. "
+            "Nothing was written.",
+        )
+
+    async def _existing(self, prepared: Prepared, state: ExportState, send: bytearray) -> int:
+        """How many contacts to send already exist in SendGrid (reads only): a search by
+        email for a few, one export of all contacts for many."""
+        total = sum(send)
+        if total == 0:
+            return 0
+        if total <= DRY_RUN_SEARCH_LIMIT:
+            emails = [
+                json.loads(encoded)["email"]
+                for index, _seg, _row, encoded in prepared.spool.scan()
+                if send[index]
+            ]
+            return len(await self.client.search_emails(emails))
+        wanted = pc.take(prepared.keys_array(), pc.indices_nonzero(mask_array(send)))
+        found = 0
+        batch: list[int] = []
+        async for row in self.client.iter_export(
+            None,
+            timeout=self.settings.export_timeout,
+            poll_initial=self.settings.poll_initial,
+            poll_max=self.settings.poll_max,
+        ):
+            email = (row.get("email") or "").strip().lower()
+            if email:
+                batch.append(state.email_key(email))
+            if len(batch) >= 10_000:
+                found += _count_in(batch, wanted)
+                batch.clear()
+        return found + _count_in(batch, wanted)
+
+    # -- writing ------------------------------------------------------------------------
+    async def _upload_and_verify(
+        self,
+        prepared: Prepared,
+        state: ExportState,
+        send: bytearray,
+        memberships: list[mirror.Membership],
+    ) -> None:
+        reporter = self.reporter
+        reporter.to_send = self.counts.sent
+        reporter.phase(Phase.UPLOADING)
+
+        def on_progress(sent: int, applied: int) -> None:
+            reporter.update(sent=sent, applied=applied)
+
+        uploader = Uploader(self.client, self.settings, self.list_ids, prepared, send, on_progress)
+        out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING))
+        c = self.counts
+        c.sent = out.sent
+        c.created = out.created
+        c.updated = out.updated
+        c.rejected = out.rejected
+        c.upsert_requests = out.upsert_requests
+        self.report.sendgrid_job_ids = list(out.job_ids)
+        self.report.rejected_samples = out.samples
+        reporter.update(sent=out.sent, applied=out.created + out.updated, force=True)
+        failure: tuple[Reason, str] | None = None
+        if out.error is not None:
+            failure = (_reason_for(out.error), out.error.message)
+        elif out.failed_jobs:
+            failure = (
+                Reason.JOBS_FAILED,
+                f"{len(out.failed_jobs)} SendGrid job(s) failed "
+                f"({out.failure_message or 'no reason given'}); their contacts were not "
+                "applied and will be sent again on the next run",
+            )
+        elif out.timed_out_jobs:
+            failure = (
+                Reason.JOBS_TIMED_OUT,
+                f"{len(out.timed_out_jobs)} SendGrid job(s) were still pending after "
+                f"{self.settings.job_timeout:.0f}s; their contacts will be sent again on the next run",
+            )
+        removals = mirror.RemovalOutcome()
+        if failure is None and memberships:
+            to_remove = sum(len(m.candidates) for m in memberships)
+            if to_remove:
+                reporter.to_remove = to_remove
+                reporter.phase(Phase.REMOVING)
+                try:
+                    for member in memberships:
+                        await mirror.remove_members(
+                            self.client,
+                            member,
+                            self.settings,
+                            removals,
+                            lambda n: reporter.update(removed=n),
+                        )
+                except SendGridError as exc:
+                    failure = (_reason_for(exc), f"removing list members failed: {exc.message}")
+            c.removed = removals.removed
+            self.report.sendgrid_job_ids += removals.job_ids
+        foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
+        new_state = incremental.next_state(
+            state, self.list_ids, prepared, send, uploader.applied, foreign, removals.removed_keys
+        )
+        try:
+            self.store.save(new_state.encode())
+        except OSError as exc:
+            self.notes.append(f"The state could not be saved ({exc}); the next run is a full run.")
+        if failure is not None:
+            raise RunStopped(*failure)
+        self._finish(
+            Reason.RUN_SUCCEEDED,
+            f"SendGrid applied {c.created + c.updated:,} contacts ({c.created:,} created, "
+            f"{c.updated:,} updated), rejected {c.rejected:,}; {c.unchanged:,} unchanged, "
+            f"{c.invalid:,} invalid rows not sent, {c.removed:,} list memberships removed.",
+        )
+
+
+def _count_in(keys: list[int], wanted: pa.Array) -> int:
+    if not keys:
+        return 0
+    hits = pc.sum(pc.is_in(pa.array(keys, pa.uint64()), value_set=wanted)).as_py()
+    return int(hits or 0)

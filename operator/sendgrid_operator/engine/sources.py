@@ -1,0 +1,320 @@
+"""Where a segment's rows come from: one small interface and a registry of implementations.
+
+A :class:`Source` is opened (which reads the header or schema, so a missing column is
+reported before any row is read), then yields ``(row number, row)`` pairs as a stream:
+CSV and JSON Lines line by line, Parquet one record batch at a time, SQL through a
+server-side cursor. Nothing loads a whole segment into memory.
+
+Files come from a local path, an http(s) URL (downloaded as a stream to a temporary file,
+since Parquet needs random access anyway) or a ConfigMap's bytes. More sources can be
+added with :func:`register_source` (a new kind of segment source) or
+:func:`register_file_format` (a new file format).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import httpx
+
+from sendgrid_operator.api.export import FileFormat, FileSource, SegmentSource
+from sendgrid_operator.engine.mapping import ColumnKind
+from sendgrid_operator.engine.outcomes import SourceError
+from sendgrid_operator.engine.plan import Resolver
+
+Row = Mapping[str, Any]
+PARQUET_BATCH_ROWS = 8192
+DOWNLOAD_CHUNK = 1 << 16
+
+
+class Source(Protocol):
+    """A stream of rows. ``label`` names it in row references (``vip.csv``)."""
+
+    label: str
+
+    def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
+        """Open the source; return its columns and their kinds. ``columns`` are the ones
+        the mapping needs (a columnar source may read only those)."""
+        ...
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        """Yield ``(row number, row)``; row numbers are what a person finds in the source."""
+        ...
+
+    def estimated_total(self) -> int | None:
+        """How many rows to expect, when the source knows cheaply."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- file bytes: path, URL, ConfigMap ------------------------------------------------------
+class _Opened:
+    """A binary file handle plus whatever must be cleaned up with it."""
+
+    def __init__(self, handle: IO[bytes], cleanup: Callable[[], None] | None = None) -> None:
+        self.handle = handle
+        self._cleanup = cleanup
+
+    def close(self) -> None:
+        self.handle.close()
+        if self._cleanup is not None:
+            self._cleanup()
+
+
+def _download(url: str) -> _Opened:
+    fd, name = tempfile.mkstemp(prefix="sgexport-src-")
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            httpx.stream(
+                "GET", url, timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True
+            ) as response,
+        ):
+            if response.status_code >= 400:
+                raise SourceError(f"downloading {url} failed: HTTP {response.status_code}")
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                out.write(chunk)
+    except httpx.HTTPError as exc:
+        os.unlink(name)
+        raise SourceError(f"downloading {url} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        os.unlink(name)
+        raise
+    return _Opened(open(name, "rb"), lambda: os.unlink(name))
+
+
+def _open_file(spec: FileSource, resolver: Resolver) -> _Opened:
+    if spec.path:
+        try:
+            return _Opened(open(spec.path, "rb"))
+        except OSError as exc:
+            raise SourceError(f"cannot open {spec.path}: {exc.strerror or exc}") from exc
+    if spec.url:
+        return _download(spec.url)
+    if spec.config_map:
+        try:
+            data = resolver.config_map(spec.config_map)
+        except KeyError as exc:
+            raise SourceError(str(exc.args[0] if exc.args else exc)) from exc
+        return _Opened(io.BytesIO(data))
+    raise SourceError("a file source needs one of path, url or configMap")
+
+
+def _file_label(spec: FileSource) -> str:
+    if spec.path:
+        return Path(spec.path).name
+    if spec.url:
+        return spec.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or spec.url
+    if spec.config_map:
+        return f"{spec.config_map.name}/{spec.config_map.key}"
+    return "file"
+
+
+def file_format(spec: FileSource) -> str:
+    if spec.format:
+        return str(spec.format)
+    name = spec.path or spec.url or (spec.config_map.key if spec.config_map else "")
+    name = name.split("?", 1)[0].lower()
+    for fmt in FileFormat:
+        if name.endswith(f".{fmt.value}"):
+            return fmt.value
+    if name.endswith(".ndjson"):
+        return FileFormat.JSONL.value
+    raise SourceError(
+        f"cannot tell the format of {name!r}: set format (csv, jsonl or parquet) on the file source"
+    )
+
+
+# -- file formats ---------------------------------------------------------------------------
+class FileSourceBase:
+    """Shared open/close for file formats; subclasses read ``self._file.handle``."""
+
+    def __init__(self, spec: FileSource, resolver: Resolver) -> None:
+        self.spec = spec
+        self.resolver = resolver
+        self.label = _file_label(spec)
+        self._file: _Opened | None = None
+
+    def _handle(self) -> IO[bytes]:
+        if self._file is None:
+            self._file = _open_file(self.spec, self.resolver)
+        return self._file.handle
+
+    def estimated_total(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class CsvSource(FileSourceBase):
+    """CSV with a header row; ``delimiter`` and ``encoding`` from the spec."""
+
+    def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
+        try:
+            codecs.lookup(self.spec.encoding)
+        except LookupError as exc:
+            raise SourceError(f"{self.label}: unknown encoding {self.spec.encoding!r}") from exc
+        text = io.TextIOWrapper(
+            self._handle(), encoding=self.spec.encoding, errors="strict", newline=""
+        )
+        self._reader = csv.reader(text, delimiter=self.spec.delimiter)
+        try:
+            header = next(self._reader, None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise SourceError(f"{self.label}: cannot read the header row: {exc}") from exc
+        if not header:
+            raise SourceError(f"{self.label}: the file is empty (a CSV needs a header row)")
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        self._header = [h.strip() for h in header]
+        return dict.fromkeys(self._header, "string")
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        header = self._header
+        reader = self._reader
+        try:
+            for values in reader:
+                if not values:
+                    continue
+                yield reader.line_num, dict(zip(header, values, strict=False))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise SourceError(
+                f"{self.label}:{reader.line_num}: cannot read the file as {self.spec.encoding} CSV: {exc}"
+            ) from exc
+
+
+class JsonLinesSource(FileSourceBase):
+    """One JSON object per line. Its columns are the keys of the first object."""
+
+    def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
+        self._text = io.TextIOWrapper(self._handle(), encoding=self.spec.encoding, newline=None)
+        self._line = 0
+        self._first: dict[str, Any] | None = None
+        for line in self._text:
+            self._line += 1
+            if line.strip():
+                self._first = self._parse(line)
+                break
+        return dict.fromkeys(self._first or {}, "any")
+
+    def _parse(self, line: str) -> dict[str, Any]:
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise SourceError(f"{self.label}:{self._line}: not valid JSON: {exc}") from exc
+        if not isinstance(item, dict):
+            raise SourceError(f"{self.label}:{self._line}: each line must be a JSON object")
+        return item
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        if self._first is None:
+            return
+        yield self._line, self._first
+        try:
+            for line in self._text:
+                self._line += 1
+                if line.strip():
+                    yield self._line, self._parse(line)
+        except UnicodeDecodeError as exc:
+            raise SourceError(
+                f"{self.label}:{self._line}: not {self.spec.encoding}: {exc}"
+            ) from exc
+
+
+def _arrow_kind(arrow_type: Any) -> ColumnKind:
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_dictionary(arrow_type):
+        return "string"
+    if t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_decimal(arrow_type):
+        return "number"
+    if t.is_date(arrow_type) or t.is_timestamp(arrow_type):
+        return "date"
+    if t.is_boolean(arrow_type):
+        return "bool"
+    if t.is_null(arrow_type):
+        return "any"
+    return "other"
+
+
+class ParquetSource(FileSourceBase):
+    """Parquet read one record batch at a time, only the mapped columns."""
+
+    def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
+        import pyarrow.parquet as pq
+
+        try:
+            self._pf = pq.ParquetFile(self._handle())
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise SourceError(f"{self.label}: not a readable Parquet file: {exc}") from exc
+        schema = self._pf.schema_arrow
+        found = {name: _arrow_kind(schema.field(name).type) for name in schema.names}
+        self._columns = [c for c in columns if c in found]
+        return found
+
+    def estimated_total(self) -> int | None:
+        return int(self._pf.metadata.num_rows)
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        number = 0
+        try:
+            for batch in self._pf.iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=self._columns
+            ):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row
+        except OSError as exc:
+            raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+
+
+# -- the registries -------------------------------------------------------------------------
+FileSourceFactory = Callable[[FileSource, Resolver], Source]
+SourceFactory = Callable[[SegmentSource, Resolver], Source]
+
+FILE_FORMATS: dict[str, FileSourceFactory] = {
+    FileFormat.CSV.value: CsvSource,
+    FileFormat.JSONL.value: JsonLinesSource,
+    FileFormat.PARQUET.value: ParquetSource,
+}
+SOURCES: dict[str, SourceFactory] = {}
+
+
+def register_file_format(name: str, factory: FileSourceFactory) -> None:
+    FILE_FORMATS[name] = factory
+
+
+def register_source(kind: str, factory: SourceFactory) -> None:
+    """``kind`` is the SegmentSource field that selects it (``file``, ``sql``)."""
+    SOURCES[kind] = factory
+
+
+def _file_source(spec: SegmentSource, resolver: Resolver) -> Source:
+    assert spec.file is not None
+    return FILE_FORMATS[file_format(spec.file)](spec.file, resolver)
+
+
+register_source("file", _file_source)
+
+
+def build_source(spec: SegmentSource, resolver: Resolver) -> Source:
+    """The source a segment's ``source`` names."""
+    from sendgrid_operator.engine import sql  # noqa: F401  (registers "sql")
+
+    for kind, factory in SOURCES.items():
+        if getattr(spec, kind, None) is not None:
+            return factory(spec, resolver)
+    raise SourceError("a segment source needs one of: " + ", ".join(sorted(SOURCES)))

@@ -1,0 +1,294 @@
+"""The send pass: upload the contacts to send, and verify every job to its end.
+
+Why its own module: this is where SendGrid's asynchrony is handled. A 202 means only
+"queued" (facts §2), so each upsert's job is polled until it leaves ``pending``; counts
+come from the job's results and rejected rows from its ``errors_url``. Uploads overlap
+with verification: at most ``upload_concurrency`` upserts are in flight while earlier jobs
+are being applied and polled.
+
+A body SendGrid refuses as a whole (400) is split to isolate the bad rows: rows named by
+the error's ``field`` (``contacts[3].email``) are dropped directly, otherwise the batch is
+bisected, so *k* bad rows cost about *k*·log₂(n) extra requests. A 400 about the request
+itself (``list_ids``) fails the run instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
+from sendgrid_operator.engine.batching import BodyBuilder
+from sendgrid_operator.engine.plan import EngineSettings
+from sendgrid_operator.engine.reading import Prepared
+from sendgrid_operator.sendgrid import ImportStatus, RequestRejected, SendGridClient, SendGridError
+
+log = logging.getLogger(__name__)
+
+REJECTED_BY_SENDGRID = "rejected"
+JOB_FAILED = "job_failed"
+_CONTACT_FIELD = re.compile(r"^contacts\[(\d+)\]")
+
+
+@dataclass
+class UploadOutcome:
+    sent: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected: int = 0
+    upsert_requests: int = 0
+    job_ids: list[str] = field(default_factory=list)
+    failed_jobs: list[str] = field(default_factory=list)
+    timed_out_jobs: list[str] = field(default_factory=list)
+    samples: list[RejectedRow] = field(default_factory=list)
+    error: SendGridError | None = None
+    failure_message: str | None = None
+
+
+class Uploader:
+    """Sends the rows of ``send`` (a mask over the spool) and marks ``applied`` ones."""
+
+    def __init__(
+        self,
+        client: SendGridClient,
+        settings: EngineSettings,
+        list_ids: list[str],
+        prepared: Prepared,
+        send: bytearray,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.list_ids = list_ids
+        self.prepared = prepared
+        self.send = send
+        self.applied = bytearray(len(send))
+        self.outcome = UploadOutcome()
+        self._on_progress = on_progress
+        self._applied_count = 0
+        self._verifiers: list[asyncio.Task[None]] = []
+        self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
+        self._spool_handle = open(prepared.spool.path, "rb")  # noqa: SIM115 - closed in run()
+
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.outcome.sent, self._applied_count)
+
+    async def run(self, on_uploaded: Callable[[], None] | None = None) -> UploadOutcome:
+        try:
+            await self._produce()
+            if on_uploaded is not None:
+                on_uploaded()
+            if self._verifiers:
+                await asyncio.gather(*self._verifiers)
+        finally:
+            self._spool_handle.close()
+        return self.outcome
+
+    # -- producing bodies ----------------------------------------------------------------
+    async def _produce(self) -> None:
+        s = self.settings
+        builder = BodyBuilder(self.list_ids, s.max_contacts_per_upsert, s.max_upsert_bytes)
+        indices = array("I")
+        send = self.send
+        uploads: list[asyncio.Task[None]] = []
+        scanned = 0
+        for index, _seg, _row, encoded in self.prepared.spool.scan():
+            scanned += 1
+            if scanned % 4096 == 0:
+                await asyncio.sleep(0)  # let jobs be polled while the spool is read
+            if not send[index]:
+                continue
+            if self.outcome.error is not None:
+                break
+            if not builder.fits(encoded):
+                uploads.append(await self._dispatch(builder, indices))
+                builder.reset()
+                indices = array("I")
+            builder.add(encoded)
+            indices.append(index)
+        if len(builder) and self.outcome.error is None:
+            uploads.append(await self._dispatch(builder, indices))
+        await asyncio.gather(*uploads)
+
+    async def _dispatch(self, builder: BodyBuilder, indices: array[int]) -> asyncio.Task[None]:
+        await self._slots.acquire()
+        pieces = list(builder.pieces)
+        return asyncio.create_task(self._upload(builder, pieces, indices))
+
+    async def _upload(self, builder: BodyBuilder, pieces: list[bytes], indices: array[int]) -> None:
+        try:
+            accepted = await self._send(builder, pieces, list(indices))
+        except SendGridError as exc:
+            if self.outcome.error is None:
+                self.outcome.error = exc
+            return
+        finally:
+            self._slots.release()
+        for job_id, positions in accepted:
+            self.outcome.job_ids.append(job_id)
+            self._verifiers.append(asyncio.create_task(self._verify(job_id, positions)))
+
+    async def _send(
+        self, builder: BodyBuilder, pieces: list[bytes], positions: list[int]
+    ) -> list[tuple[str, list[int]]]:
+        """Upsert ``pieces``; on a whole-body 400, isolate the bad rows and send the rest."""
+        self.outcome.upsert_requests += 1
+        try:
+            job_id = await self.client.upsert(builder.build(pieces))
+        except RequestRejected as exc:
+            if exc.status != 400 or _about_request(exc):
+                raise
+            named = _named_rows(exc, len(pieces))
+            if named:
+                for i, message in named.items():
+                    self._reject(positions[i], message)
+                keep = [i for i in range(len(pieces)) if i not in named]
+                if not keep:
+                    return []
+                return await self._send(
+                    builder, [pieces[i] for i in keep], [positions[i] for i in keep]
+                )
+            if len(pieces) == 1:
+                self._reject(positions[0], exc.message)
+                return []
+            half = len(pieces) // 2
+            first = await self._send(builder, pieces[:half], positions[:half])
+            second = await self._send(builder, pieces[half:], positions[half:])
+            return first + second
+        self.outcome.sent += len(pieces)
+        self._progress()
+        return [(job_id, positions)]
+
+    def _reject(self, position: int, message: str) -> None:
+        self.outcome.rejected += 1
+        segment, row, _ = self.prepared.spool.read(self._spool_handle, position)
+        self._sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, row), message)
+
+    def _sample(self, reason: str, ref: str, message: str | None) -> None:
+        samples = self.outcome.samples
+        if (
+            len(samples) < MAX_SAMPLES
+            and sum(1 for s in samples if s.reason == reason) < SAMPLES_PER_REASON
+        ):
+            samples.append(RejectedRow(reason=reason, row=ref, message=message))
+
+    # -- verifying jobs ------------------------------------------------------------------
+    async def _verify(self, job_id: str, positions: list[int]) -> None:
+        s = self.settings
+        deadline = time.monotonic() + s.job_timeout
+        delay = s.poll_initial
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                status = await self.client.import_status(job_id)
+                if status.finished:
+                    break
+                if time.monotonic() >= deadline:
+                    self.outcome.timed_out_jobs.append(job_id)
+                    return
+                delay = min(s.poll_max, delay * 1.5)
+            await self._account(status, positions)
+        except SendGridError as exc:
+            if self.outcome.error is None:
+                self.outcome.error = exc
+
+    async def _account(self, status: ImportStatus, positions: list[int]) -> None:
+        out = self.outcome
+        if status.status == "failed":
+            out.failed_jobs.append(status.id)
+            message = await self._first_error(status)
+            if out.failure_message is None:
+                out.failure_message = message
+            self._sample(JOB_FAILED, f"job {status.id}", message)
+            return
+        out.created += status.created
+        out.updated += status.updated
+        out.rejected += status.errored
+        bad: set[int] = set()
+        if status.errored:
+            bad = await self._rejected_positions(status, positions)
+            if len(bad) < status.errored:
+                # SendGrid's file did not name every rejected row: record none of this job,
+                # so the next run sends it again rather than trusting unknown rows.
+                log.warning(
+                    "job %s: %d errored rows, %d identified", status.id, status.errored, len(bad)
+                )
+                bad = set(positions)
+        applied = self.applied
+        for p in positions:
+            if p not in bad:
+                applied[p] = 1
+        self._applied_count += len(positions) - min(len(positions), status.errored)
+        self._progress()
+
+    async def _first_error(self, status: ImportStatus) -> str:
+        if not status.errors_url:
+            return f"SendGrid job {status.id} failed"
+        try:
+            rows = await self.client.download_errors(status.errors_url)
+        except SendGridError:
+            return f"SendGrid job {status.id} failed"
+        reason = _error_text(rows[0]) if rows else ""
+        return f"SendGrid job {status.id} failed" + (f": {reason}" if reason else "")
+
+    async def _rejected_positions(self, status: ImportStatus, positions: list[int]) -> set[int]:
+        if not status.errors_url:
+            return set()
+        rows = await self.client.download_errors(status.errors_url)
+        handle = self._spool_handle
+        spool = self.prepared.spool
+        by_email: dict[str, int] | None = None
+        bad: set[int] = set()
+        for row in rows:
+            email = (row.get("email") or "").strip().lower()
+            found: int | None = None
+            index = row.get("row") or row.get("row_number") or row.get("index")
+            if index is not None and str(index).isdigit() and int(index) < len(positions):
+                candidate = positions[int(index)]
+                _, _, encoded = spool.read(handle, candidate)
+                if not email or json.loads(encoded).get("email") == email:
+                    found = candidate
+            if found is None and email:
+                if by_email is None:
+                    by_email = {}
+                    for p in positions:
+                        _, _, encoded = spool.read(handle, p)
+                        by_email[json.loads(encoded)["email"]] = p
+                found = by_email.get(email)
+            if found is None:
+                continue
+            bad.add(found)
+            segment, rownum, _ = spool.read(handle, found)
+            self._sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, rownum), _error_text(row))
+        return bad
+
+
+def _error_text(row: dict[str, str]) -> str:
+    for key in ("error", "errors", "message", "reason"):
+        if row.get(key):
+            return row[key][:300]
+    return ""
+
+
+def _about_request(exc: RequestRejected) -> bool:
+    """A 400 about the request as a whole (list IDs, body shape), not about rows."""
+    return any(
+        e.field is not None and not _CONTACT_FIELD.match(e.field) and e.field != "contacts"
+        for e in exc.errors
+    ) and not any(e.field and _CONTACT_FIELD.match(e.field) for e in exc.errors)
+
+
+def _named_rows(exc: RequestRejected, count: int) -> dict[int, str]:
+    named: dict[int, str] = {}
+    for e in exc.errors:
+        match = _CONTACT_FIELD.match(e.field or "")
+        if match and int(match.group(1)) < count:
+            named.setdefault(int(match.group(1)), e.message)
+    return named
