@@ -91,8 +91,8 @@ def test_example_holds_every_object_it_refers_to(path: Path) -> None:
             if file is not None and file.config_map is not None:
                 assert file.config_map.key in config_maps[(ns, file.config_map.name)]
             if sql is not None:
-                ref = sql.database_url_secret_ref
-                assert ref.key in secrets[(ns, ref.name)]
+                db = sql.database_url_secret_ref
+                assert db.key in secrets[(ns, db.name)]
 
 
 def test_list_ids_are_distinct_across_examples() -> None:
