@@ -22,6 +22,8 @@ from sendgrid_operator.emulator.validate import OTHER_IDENTIFIERS, STORED_KEYS
 Contact = dict[str, Any]  # stored fields + id, list_ids (frozenset), custom_fields, timestamps
 RowError = tuple[int, dict[str, Any], str]  # (row index, row, reason)
 
+# Rows with only these keys may take the bulk path (no other identifiers, no alternates).
+_FAST_KEYS = STORED_KEYS - {"phone_number_id", "external_id", "anonymous_id", "alternate_emails"}
 MSG_UNKNOWN_FIELD = "custom field ID {fid!r} does not exist"
 MSG_MISSING_IDENTIFIER = "updating this contact requires its existing identifier {name}"
 MSG_IDENTIFIER_TAKEN = "identifier {name} belongs to another contact"
@@ -154,8 +156,12 @@ class Store:
         New contacts reuse the parsed row dict as their record (no copy), and ``list_ids``
         is a frozenset shared between contacts and replaced, never mutated.
         """
-        out = UpsertOutcome()
         stamp = iso_now(now)
+        if reject is None:
+            fast = self._apply_new_by_email(rows, list_ids, stamp)
+            if fast is not None:
+                return fast
+        out = UpsertOutcome()
         by_email = self.by_email
         contacts = self.contacts
         ftypes = {fid: f.field_type for fid, f in self.fields.items()}
@@ -239,6 +245,46 @@ class Store:
         for lid in list_set:
             self.lists[lid].members.update(touched)
         return out
+
+    def _apply_new_by_email(
+        self, rows: list[dict[str, Any]], list_ids: list[str], stamp: str
+    ) -> UpsertOutcome | None:
+        """The common case in bulk: every row is a new contact identified by email only,
+        with valid custom fields. Checked and applied with comprehensions and C-level
+        dict/set operations; anything else returns None and takes the general path."""
+        try:
+            lowered = [row["email"].lower() for row in rows]
+        except KeyError:
+            return None
+        if not self.by_email.keys().isdisjoint(lowered) or len(set(lowered)) != len(lowered):
+            return None
+        fast_keys = _FAST_KEYS
+        if not all(row.keys() <= fast_keys for row in rows):
+            return None
+        ftypes = {fid: f.field_type for fid, f in self.fields.items()}
+        customs = [cf for row in rows if (cf := row.get("custom_fields"))]
+        if customs:
+            text_ids = {fid for fid, t in ftypes.items() if t == "Text"}
+            if not all(cf.keys() <= text_ids for cf in customs):
+                return None
+            if not all(type(v) is str for cf in customs for v in cf.values()):
+                return None
+        list_set = frozenset(lid for lid in list_ids if lid in self.lists)
+        prefix, start = self.ids.prefix, self.ids.counter + 1
+        ids = [f"{prefix}{n:012x}" for n in range(start, start + len(rows))]
+        self.ids.counter += len(rows)
+        for row, cid, email in zip(rows, ids, lowered, strict=True):
+            row["id"] = cid
+            row["email"] = email
+            row["list_ids"] = list_set
+            row["created_at"] = row["updated_at"] = stamp
+            if "custom_fields" not in row:
+                row["custom_fields"] = {}
+        self.contacts.update(zip(ids, rows, strict=True))
+        self.by_email.update(zip(lowered, rows, strict=True))
+        for lid in list_set:
+            self.lists[lid].members.update(ids)
+        return UpsertOutcome(created=len(rows), touched=ids)
 
     def _match_identifiers(
         self, row: dict[str, Any], email: str | None, contact: Contact | None
