@@ -50,7 +50,7 @@ async def upsert(request: web.Request) -> web.Response:
     if len(raw) > MAX_UPSERT_BODY_BYTES:
         return error_response(400, MSG_BODY_TOO_LARGE, "contacts")
     try:
-        with gc_paused():
+        with gc_paused(ctx.config.freeze_gc):
             body = loads(raw)
             errors = check_upsert_body(body)
     except ValueError:
