@@ -119,7 +119,7 @@ class Kube:
     def job_condition(self, name: str, kind: str) -> JSON | None:
         """The Job's condition of that type when it is True, else None."""
         job = self.job(name)
-        for cond in (job or {}).get("status", {}).get("conditions", []):
+        for cond in ((job or {}).get("status") or {}).get("conditions") or []:
             if cond["type"] == kind and cond["status"] == "True":
                 return dict(cond)
         return None

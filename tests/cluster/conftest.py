@@ -60,7 +60,7 @@ def crds(devcluster: DevCluster, admin_api: Api) -> list[str]:
 
     def established(name: str) -> bool:
         crd = admin_api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        conditions = crd.get("status", {}).get("conditions", [])
+        conditions = (crd.get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     for name in names:

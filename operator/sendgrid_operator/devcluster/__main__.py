@@ -142,6 +142,7 @@ def nodeagent(args: argparse.Namespace) -> int:
     from sendgrid_operator.devcluster.nodeagent import NodeAgent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     directory: Path = args.dir.resolve()
     kubeconfig = args.kubeconfig or directory / "kubeconfig"
     stop = threading.Event()

@@ -133,5 +133,5 @@ def _node_ready(api: Api, name: str) -> bool:
     node = api.get_or_none(f"/api/v1/nodes/{name}")
     if node is None:
         return False
-    conditions = node.get("status", {}).get("conditions", [])
+    conditions = (node.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
