@@ -233,6 +233,7 @@ def test_values_are_wired(helm: Path) -> None:
         "podLabels.team=crm",
         "podAnnotations.note=x",
         "imagePullSecrets[0].name=regcred",
+        "operator.reportURL=http://10.0.0.7:8080",
     )
     assert "ClusterRole" not in kinds(docs) and "ServiceAccount" not in kinds(docs)
     deployment = only(docs, "Deployment")
@@ -242,7 +243,7 @@ def test_values_are_wired(helm: Path) -> None:
     assert container["image"] == env["SGOP_JOB_IMAGE"] == "registry.example/team/sgop:1.2.3"
     assert container["imagePullPolicy"] == env["SGOP_JOB_IMAGE_PULL_POLICY"] == "Always"
     assert env["SGOP_LOG_FORMAT"] == "json" and env["SGOP_LOG_LEVEL"] == "DEBUG"
-    assert env["SGOP_REPORT_URL"] == "http://sgop-sendgrid-operator.ops.svc:9090"
+    assert env["SGOP_REPORT_URL"] == "http://10.0.0.7:8080"
     assert env["SGOP_CONNECTION_POLL_SECONDS"] == "30"
     assert pod["serviceAccountName"] == "custom"
     assert pod["priorityClassName"] == "high"
@@ -296,6 +297,7 @@ def test_cluster_role_is_exactly_the_documented_list(helm: Path) -> None:
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("replicaCount=2", "replicaCount"),
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
+        ("operator.reportURL=ftp://x", "reportURL"),
     ],
 )
 def test_schema_rejects_bad_values(helm: Path, value: str, complaint: str) -> None:

@@ -83,5 +83,7 @@ The image reference, used by the operator and (through SGOP_JOB_IMAGE) by every 
 The URL at which export Jobs reach the operator's Service (SGOP_REPORT_URL).
 */}}
 {{- define "sendgrid-operator.reportURL" -}}
+{{- if .Values.operator.reportURL }}{{ .Values.operator.reportURL }}{{- else }}
 {{- printf "http://%s.%s.svc:%d" (include "sendgrid-operator.fullname" .) .Release.Namespace (int .Values.service.port) }}
+{{- end }}
 {{- end }}
