@@ -19,6 +19,7 @@ from sendgrid_operator.api.connection import SendGridConnectionSpec
 from sendgrid_operator.api.export import ConcurrencyPolicy, SegmentExportSpec
 from sendgrid_operator.api.report import RunResult, RunTrigger
 from sendgrid_operator.controller import access, conditions, jobs, runs, schedule, statestore
+from sendgrid_operator.controller.connections import read_api_key
 from sendgrid_operator.controller.context import Context
 from sendgrid_operator.controller.kube import Conflict
 
@@ -266,20 +267,25 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
             if when is not None
             else jobs.requested_run_id(name, token or "")
         )
-        patch["active"] = await start_run(ctx, export, spec, run_id, trigger, token, when)
-        patch["progress"] = {
-            "phase": "Pending",
-            "read": 0,
-            "sent": 0,
-            "applied": 0,
-            "removed": 0,
-            "updatedAt": conditions.now_rfc3339(),
-        }
+        started = await start_run(ctx, export, spec, run_id, trigger, token, when)
+        patch["active"] = started
+        patch["progress"] = (
+            None
+            if started is None
+            else {
+                "phase": "Pending",
+                "read": 0,
+                "sent": 0,
+                "applied": 0,
+                "removed": 0,
+                "updatedAt": conditions.now_rfc3339(),
+            }
+        )
         if token is not None:
             patch["lastHandledRunRequest"] = token
         if when is not None:
             patch["lastScheduleTime"] = schedule.format_time(when)
-        running_job = {}
+        running_job = {} if started is not None else None
 
     if running_job is not None:
         act = patch.get("active") or status.get("active") or {}
@@ -307,8 +313,9 @@ async def start_run(
     trigger: RunTrigger,
     token: str | None,
     when: datetime | None,
-) -> JSON:
-    """Create the run's Secret and Job (or adopt them when they exist); return status.active."""
+) -> JSON | None:
+    """Create the run's Secret and Job (or adopt them when they exist); return status.active,
+    or None when that run's Job exists and has already finished."""
     meta = export["metadata"]
     ns = meta["namespace"]
     conn_ns = spec.connection_ref.namespace or ns
@@ -320,8 +327,6 @@ async def start_run(
         copied_key: str | None = None
         key_ref = (conn_spec.api_key_secret_ref.name, conn_spec.api_key_secret_ref.key)
         if conn_ns != ns:
-            from sendgrid_operator.controller.connections import read_api_key
-
             copied_key, _, problem = await read_api_key(ctx.kube, conn_ns, *key_ref)
             if problem is not None:
                 raise RuntimeError(problem.message)
@@ -338,11 +343,14 @@ async def start_run(
             scheduled_time=schedule.format_time(when) if when else None,
             request_token=token,
         )
+        # The run's Secret is owned by the export (deleted with it) and removed when the run
+        # is recorded (runs.finish), so the operator never needs to patch Secrets.
         secret = jobs.build_run_secret(export, plan, report_token, copied_key)
         try:
             await ctx.kube.create("secrets", ns, secret)
         except Conflict:
-            await ctx.kube.replace("secrets", ns, run_id, secret)
+            await ctx.kube.delete("secrets", ns, run_id)
+            await ctx.kube.create("secrets", ns, secret)
         job = jobs.build_job(export, spec, plan, ctx.settings)
         try:
             existing = await ctx.kube.create("jobs", ns, job)
@@ -354,13 +362,9 @@ async def start_run(
             )
         except Conflict:
             existing = await ctx.kube.get("jobs", ns, run_id)
-        await ctx.kube.patch(
-            "secrets",
-            ns,
-            run_id,
-            {"metadata": {"ownerReferences": [jobs.owner_reference(existing, controller=False)]}},
-        )
         ctx.metrics.runs_in_progress.inc()
+    elif jobs.job_finished(existing) is not None:
+        return None  # this run already happened (an earlier attempt started and recorded it)
     return runs.active_from_job(existing)
 
 

@@ -1,0 +1,130 @@
+"""The operator end to end: helm-installed, driven with kubectl, exporting into the emulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from kube import Kube, wait_for
+from sendgrid_operator.emulator import AdminClient, Emulator
+
+from .conftest import API_KEY, OPERATOR_NAMESPACE, RELEASE, Operator
+from .helpers import apply, get, jobs_of, request_run, wait_condition, wait_run
+from .manifests import CSV, CSV_MEMBERS, config_map, connection, dump, export, secret
+
+pytestmark = pytest.mark.cluster
+
+
+def setup_export(kube: Kube, emulator: Emulator, admin: AdminClient, **spec: object) -> str:
+    list_id = admin.create_list("vip")
+    apply(
+        kube,
+        dump(
+            secret("sendgrid-api-key", API_KEY),
+            connection("sendgrid", emulator.url),
+            config_map("profiles", {"vip.csv": CSV}),
+            export("vip", list_id, **spec),
+        ),
+    )
+    wait_condition(kube, "sendgridconnections", "sendgrid", "True", "Succeeded")
+    return list_id
+
+
+def test_operator_runs_with_exactly_the_charts_rights(operator: Operator, kube: Kube) -> None:
+    pods = operator.pods()
+    assert pods and pods[0]["spec"]["serviceAccountName"] == f"{RELEASE}-sendgrid-operator"
+    sa = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}-sendgrid-operator"
+    can = lambda *a: (
+        kube.kubectl("auth", "can-i", f"--as={sa}", *a, check=False).strip().splitlines()[0]
+    )
+    assert (
+        can("patch", "segmentexports.sendgrid-operator.io", "--subresource=status", "-A") == "yes"
+    )
+    assert can("create", "jobs.batch", "-A") == "yes"
+    assert can("list", "secrets", "-A") == "no"
+    assert can("create", "deployments.apps", "-A") == "no"
+    assert can("delete", "segmentexports.sendgrid-operator.io", "-A") == "no"
+
+
+def test_creating_an_export_does_not_run_it(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    setup_export(kube, emulator, admin)
+    obj = wait_condition(kube, "segmentexports", "vip", "True", "WaitingForSchedule")
+    assert "run-requested-at" in obj["status"]["conditions"][0]["message"]
+    assert jobs_of(kube, "vip") == []
+
+
+def test_on_demand_run_counts_equal_what_sendgrid_holds(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    list_id = setup_export(kube, emulator, admin)
+    run_id = request_run(kube, "vip")
+    last = wait_run(kube, "vip", run_id)
+    assert last["result"] == "Succeeded", last
+    counts = last["counts"]
+    assert admin.members(list_id) == CSV_MEMBERS
+    assert counts["read"] == 5
+    assert counts["invalid"] == 1 and counts["invalidByReason"] == {"invalid_email": 1}
+    assert counts["duplicates"] == 1
+    assert counts["created"] == len(CSV_MEMBERS) and counts["updated"] == 0
+    assert last["invalidSamples"][0]["row"].endswith("vip.csv:4")
+    status = get(kube, "segmentexports", "vip")["status"]
+    assert status["contactsExported"] == len(admin.members(list_id))
+    assert status.get("lastHandledRunRequest"), status
+    # kstatus: Ready again, not reconciling, not stalled; kubectl wait agrees.
+    kube.kubectl("wait", "--for=condition=Ready", "segmentexport/vip", "--timeout=30s")
+    reasons = kube.kubectl(
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=vip",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ).split()
+    assert "RunStarted" in reasons and "RunSucceeded" in reasons
+    # The same request is not run twice; a new one runs incrementally and sends nothing.
+    second = wait_run(kube, "vip", request_run(kube, "vip"))
+    assert second["counts"]["sent"] == 0 and second["counts"]["unchanged"] == len(CSV_MEMBERS)
+    assert len(get(kube, "segmentexports", "vip")["status"]["history"]) == 2
+    assert 'sendgrid_operator_export_runs_total{name="vip"' in operator.metrics()
+
+
+def test_scheduled_runs_and_suspend(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    setup_export(kube, emulator, admin, schedule="* * * * *")
+    obj = wait_for(
+        lambda: (get(kube, "segmentexports", "vip").get("status") or {}).get("nextScheduleTime"),
+        30,
+        "nextScheduleTime",
+    )
+    assert obj.endswith(":00Z")
+
+    def scheduled_run() -> dict[str, object] | None:
+        status = get(kube, "segmentexports", "vip").get("status") or {}
+        last = status.get("lastRun") or {}
+        return last if last.get("trigger") == "Schedule" and not status.get("active") else None
+
+    last = wait_for(scheduled_run, 80, "a scheduled run")
+    assert last["result"] == "Succeeded"
+    assert get(kube, "segmentexports", "vip")["status"]["lastScheduleTime"]
+    kube.kubectl("patch", "segmentexport/vip", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    suspended = wait_condition(kube, "segmentexports", "vip", "True", "Suspended")
+    assert not suspended["status"].get("nextScheduleTime")
+
+
+def test_deleting_an_export_removes_its_jobs_and_state(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    setup_export(kube, emulator, admin)
+    wait_run(kube, "vip", request_run(kube, "vip"))
+    assert jobs_of(kube, "vip")
+    kube.kubectl("delete", "segmentexport/vip", "--wait=true")
+    wait_for(lambda: not jobs_of(kube, "vip"), 60, "the export's Jobs to be garbage-collected")
+
+    def state_gone() -> bool:
+        cms = kube.api.get(
+            kube.path("configmaps"), params={"labelSelector": "sendgrid-operator.io/export=vip"}
+        )
+        return not cms["items"]
+
+    wait_for(state_gone, 60, "the export's state ConfigMaps to be garbage-collected")
