@@ -31,7 +31,11 @@ if have "$kube_bin/kube-apiserver" && have "$kube_bin/kube-controller-manager" \
 fi
 
 die() { echo "controlplane: ERROR: $*" >&2; exit 1; }
-trap 'echo "controlplane: ERROR: build failed (line $LINENO); see the output above" >&2' ERR
+on_exit() {
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then echo "controlplane: ERROR: build failed (exit $rc); see the output above" >&2; fi
+}
+trap on_exit EXIT
 
 command -v go >/dev/null || die "go is not on PATH (Go 1.26+ is needed to build the control plane)"
 [[ "$(uname -s)/$(uname -m)" == "Linux/x86_64" ]] || die "only linux/amd64 is supported (kubectl and helm come as linux x86-64 binaries)"
@@ -155,7 +159,10 @@ PY
 }
 
 started=$(stamp)
-have "$tools_bin/kubectl" && have "$tools_bin/helm" || fetch_kubectl_helm
-have "$etcd_bin/etcd" || build_etcd
-have "$kube_bin/kube-apiserver" && have "$kube_bin/kube-controller-manager" || build_kubernetes
+# `if` bodies (unlike `a || b` lists) keep `set -e` in force inside the functions.
+if ! have "$tools_bin/kubectl" || ! have "$tools_bin/helm"; then fetch_kubectl_helm; fi
+if ! have "$etcd_bin/etcd"; then build_etcd; fi
+if ! have "$kube_bin/kube-apiserver" || ! have "$kube_bin/kube-controller-manager"; then
+  build_kubernetes
+fi
 echo "controlplane: ready in $(($(stamp) - started))s: $kube_bin $etcd_bin $tools_bin"
