@@ -12,9 +12,11 @@ runs on those arrays after the pass, with pyarrow's hash aggregation.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import tempfile
+import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,15 +48,16 @@ class Spool:
     def __init__(self, directory: Path | None) -> None:
         fd, self.path = tempfile.mkstemp(prefix="sgexport-spool-", dir=directory)
         self._out: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.write = self._out.write
         self.offsets = array("Q")
-        self._pos = 0
+        self.position = 0
 
     def append(self, segment: int, row: int, encoded: bytes) -> None:
-        self.offsets.append(self._pos)
+        self.offsets.append(self.position)
         header = _RECORD.pack(segment, row, len(encoded))
         self._out.write(header)
         self._out.write(encoded)
-        self._pos += len(header) + len(encoded)
+        self.position += len(header) + len(encoded)
 
     def finish(self) -> None:
         self._out.close()
@@ -119,14 +122,18 @@ class Prepared:
     def keys_array(self) -> pa.Array:
         return _u64(self.keys)
 
-    def payload_size(self, mask: bytearray) -> int:
+    def payload_size(self, mask: bytearray, force: bool = False) -> int:
         """Total encoded size of the contacts selected by ``mask``."""
-        if mask == self.keep:
+        if mask == self.keep and not force:
             return self.payload_bytes
         offsets = self.spool.offsets
         n = len(offsets)
-        end_of_file = os.path.getsize(self.spool.path)
+        if not n:
+            return 0
+        if mask.count(1) == n:
+            return self.spool.position - n * _RECORD.size
         total = 0
+        end_of_file = self.spool.position
         for i in range(n):
             if mask[i]:
                 end = offsets[i + 1] if i + 1 < n else end_of_file
@@ -217,12 +224,18 @@ def _read_all(
     max_body: int,
     tick: Tick | None,
 ) -> None:
-    suffix = state.list_suffix(list(list_ids))
     room = max_body - overhead(list_ids)
-    email_key = state.email_key
-    content_hash = state.content_hash
+    salt = state.salt
+    seed = state.content_seed(list(list_ids))
+    crc32 = zlib.crc32
+    blake2b = hashlib.blake2b
+    from_bytes = int.from_bytes
     keys, content, seg_arr = prepared.keys, prepared.content, prepared.seg
     spool = prepared.spool
+    offsets = spool.offsets
+    write = spool.write
+    pack = _RECORD.pack
+    header_size = _RECORD.size
     by_reason = prepared.invalid_by_reason
     check_at = max_profiles + 1
     total_read = 0
@@ -230,35 +243,37 @@ def _read_all(
         counts = prepared.segments[seg_index]
         source = build_source(segment.source, resolver)
         prepared.labels.append(source.label)
+        read = invalid = 0
         try:
             columns = source.open(compiled.columns)
             check_columns(compiled, columns, f"segment {segment.name!r} ({source.label})")
             expected = source.estimated_total()
             for row_number, row in source.rows():
-                counts.read += 1
-                total_read += 1
+                read += 1
                 email, encoded, reason, fld = convert_row(compiled, row)
                 if encoded is not None and len(encoded) > room:
                     encoded, reason, fld = None, TOO_LARGE, None
                 if encoded is None:
                     assert reason is not None
-                    counts.invalid += 1
+                    invalid += 1
                     by_reason[reason] = by_reason.get(reason, 0) + 1
                     if reason not in ("missing_email", "invalid_email") and email is not None:
-                        prepared.present_extra.append(email_key(email))
-                    _sample(
-                        prepared,
-                        reason,
-                        prepared.ref(seg_index, row_number),
-                        fld,
-                        _MESSAGES.get(reason.split(":", 1)[0]),
-                    )
+                        prepared.present_extra.append(state.email_key(email))
+                    message = _MESSAGES.get(reason.split(":", 1)[0])
+                    _sample(prepared, reason, prepared.ref(seg_index, row_number), fld, message)
                 else:
-                    assert email is not None
-                    keys.append(email_key(email))
-                    content.append(content_hash(encoded, suffix))
+                    keys.append(
+                        from_bytes(
+                            blake2b(email.encode(), digest_size=8, key=salt).digest(),  # type: ignore[union-attr]
+                            "little",
+                        )
+                    )
+                    content.append(crc32(encoded, seed) or 1)
                     seg_arr.append(seg_index)
-                    spool.append(seg_index, row_number, encoded)
+                    offsets.append(spool.position)
+                    write(pack(seg_index, row_number, len(encoded)))
+                    write(encoded)
+                    spool.position += header_size + len(encoded)
                     if len(keys) >= check_at:
                         unique = pc.count_distinct(_u64(keys)).as_py()
                         if unique > max_profiles:
@@ -267,40 +282,48 @@ def _read_all(
                                 _too_many(unique, max_profiles, exact=False),
                             )
                         check_at = len(keys) + max(max_profiles - unique, 1) + len(keys) // 4
-                if tick is not None and total_read % TICK_ROWS == 0:
-                    tick(total_read, expected)
+                if tick is not None and (total_read + read) % TICK_ROWS == 0:
+                    tick(total_read + read, expected)
         finally:
+            counts.read = read
+            counts.invalid = invalid
+            total_read += read
             source.close()
     if tick is not None:
         tick(total_read, None)
 
 
 def _deduplicate(prepared: Prepared) -> None:
+    """First occurrence wins: a stable sort by key puts each key's first row first in its
+    run; the others are duplicates (usually few), so only they become Python objects."""
     n = len(prepared.keys)
-    keep = bytearray(n)
-    if n:
-        table = pa.table({"key": _u64(prepared.keys), "idx": pa.array(range(n), pa.uint32())})
-        first = (
-            table.group_by("key", use_threads=False).aggregate([("idx", "min")]).column("idx_min")
-        )
-        positions = first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
-        for i in positions.to_pylist():
-            keep[i] = 1
+    keep = bytearray(b"\x01") * n
+    if n > 1:
+        keys = _u64(prepared.keys)
+        order = pc.sort_indices(keys)  # stable
+        ordered = pc.take(keys, order)
+        repeat = pc.equal(ordered.slice(1), ordered.slice(0, n - 1))
+        duplicates = pc.filter(order.slice(1), repeat)
+        for i in duplicates.to_pylist():
+            keep[i] = 0
+        del keys, order, ordered, repeat, duplicates
     prepared.keep = keep
-    prepared.profiles = sum(keep)
+    prepared.profiles = keep.count(1)
     seg = prepared.seg
     segments = prepared.segments
-    offsets = prepared.spool.offsets
-    total = 0
-    for i in range(n):
-        counts = segments[seg[i]]
-        if keep[i]:
-            counts.profiles += 1
-            end = offsets[i + 1] if i + 1 < n else None
-            if end is not None:
-                total += end - offsets[i] - _RECORD.size
-        else:
-            counts.duplicates += 1
-    if n and keep[n - 1]:
-        total += os.path.getsize(prepared.spool.path) - offsets[n - 1] - _RECORD.size
-    prepared.payload_bytes = total
+    for counts in segments:
+        counts.profiles = counts.duplicates = 0
+    profiles = [0] * len(segments)
+    if len(segments) == 1:
+        profiles[0] = prepared.profiles
+    else:
+        for i in range(n):
+            if keep[i]:
+                profiles[seg[i]] += 1
+    per_segment_valid = [0] * len(segments)
+    for index in range(len(segments)):
+        per_segment_valid[index] = seg.count(index) if len(segments) > 1 else n
+    for index, counts in enumerate(segments):
+        counts.profiles = profiles[index]
+        counts.duplicates = per_segment_valid[index] - profiles[index]
+    prepared.payload_bytes = prepared.payload_size(keep, force=True)

@@ -8,7 +8,7 @@ One entry per contact, in three parallel arrays sorted by key:
 - ``keys``: 64-bit BLAKE2b of the lower-cased email, keyed with a random per-export salt
   (so the state holds no email; note the salt is stored beside it, so it defeats lookup
   tables, not a dictionary attack by someone holding the state);
-- ``content``: 32-bit BLAKE2b of the exact contact JSON sent plus the list IDs (custom
+- ``content``: 32-bit CRC of the exact contact JSON sent, seeded with the salt and the list IDs (custom
   fields are keyed by field ID inside the JSON, so a re-created field re-sends). 0 means
   "not known to be applied": the contact is sent on the next run;
 - ``flags``: bit *i* set when this export added the contact to ``list_ids[i]`` (ownership,
@@ -137,13 +137,16 @@ class ExportState:
         digest = hashlib.blake2b(email.encode(), digest_size=8, key=self.salt).digest()
         return int.from_bytes(digest, "little")
 
-    def content_hash(self, encoded: bytes, list_suffix: bytes) -> int:
-        digest = hashlib.blake2b(encoded + list_suffix, digest_size=4, key=self.salt).digest()
-        return int.from_bytes(digest, "little") or 1
+    def content_seed(self, list_ids: list[str]) -> int:
+        """The CRC seed for content hashes: the salt and the sorted list IDs, so a change
+        of lists changes every content hash (and re-sends every contact)."""
+        material = self.salt + b"\x00" + ",".join(sorted(list_ids)).encode()
+        return int.from_bytes(hashlib.blake2b(material, digest_size=4).digest(), "little")
 
-    @staticmethod
-    def list_suffix(list_ids: list[str]) -> bytes:
-        return b"\x00" + ",".join(sorted(list_ids)).encode()
+    def content_hash(self, encoded: bytes, list_ids: list[str]) -> int:
+        """32-bit CRC of the exact contact JSON, seeded per export and list set. A change
+        detector, not a secret: 0 is reserved for "not known to be applied"."""
+        return zlib.crc32(encoded, self.content_seed(list_ids)) or 1
 
     def list_bit(self, list_id: str) -> int | None:
         try:

@@ -133,7 +133,7 @@ class Uploader:
             self._slots.release()
         for job_id, positions in accepted:
             self.outcome.job_ids.append(job_id)
-            self._verifiers.append(asyncio.create_task(self._verify(job_id, positions)))
+            self._verifiers.append(asyncio.create_task(self._verify(job_id, array("I", positions))))
 
     async def _send(
         self, builder: BodyBuilder, pieces: list[bytes], positions: list[int]
@@ -180,7 +180,7 @@ class Uploader:
             samples.append(RejectedRow(reason=reason, row=ref, message=message))
 
     # -- verifying jobs ------------------------------------------------------------------
-    async def _verify(self, job_id: str, positions: list[int]) -> None:
+    async def _verify(self, job_id: str, positions: array[int]) -> None:
         s = self.settings
         deadline = time.monotonic() + s.job_timeout
         delay = s.poll_initial
@@ -199,7 +199,7 @@ class Uploader:
             if self.outcome.error is None:
                 self.outcome.error = exc
 
-    async def _account(self, status: ImportStatus, positions: list[int]) -> None:
+    async def _account(self, status: ImportStatus, positions: array[int]) -> None:
         out = self.outcome
         if status.status == "failed":
             out.failed_jobs.append(status.id)
@@ -238,7 +238,7 @@ class Uploader:
         reason = _error_text(rows[0]) if rows else ""
         return f"SendGrid job {status.id} failed" + (f": {reason}" if reason else "")
 
-    async def _rejected_positions(self, status: ImportStatus, positions: list[int]) -> set[int]:
+    async def _rejected_positions(self, status: ImportStatus, positions: array[int]) -> set[int]:
         if not status.errors_url:
             return set()
         rows = await self.client.download_errors(status.errors_url)
