@@ -27,6 +27,12 @@ _cluster: DevCluster | None = None
 _startup: float | None = None
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build missing binaries before any test runs, outside the per-test timeout."""
+    if any(item.get_closest_marker("cluster") for item in session.items):
+        ensure_binaries(build=True)
+
+
 @pytest.fixture(scope="session")
 def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     """The session's cluster; builds the binaries first if they are missing."""
