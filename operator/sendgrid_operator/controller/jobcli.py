@@ -117,6 +117,7 @@ class ChannelStateStore:
 
     def load(self) -> bytes | None:
         if not self.sha256 or not self.directory.is_dir():
+            log.info("no incremental state from an earlier run: this run is a full run")
             return None
         parts = sorted(
             (p for p in self.directory.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
@@ -125,6 +126,7 @@ class ChannelStateStore:
         if hashlib.sha256(data).hexdigest() != self.sha256:
             log.warning("the stored state is incomplete or changed; this run is a full run")
             return None
+        log.info("incremental state from an earlier run: %d bytes", len(data))
         return data
 
     def save(self, data: bytes) -> None:
