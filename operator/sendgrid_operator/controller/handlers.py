@@ -71,6 +71,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.enabled = False
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
+        # The chart installs ClusterKopfPeering only: peer cluster-wide even when watching
+        # a list of namespaces.
+        settings.peering.clusterwide = True
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         kube = Kube.from_configuration()
         ctx = Context(

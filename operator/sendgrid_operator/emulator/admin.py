@@ -87,9 +87,12 @@ class AdminClient:
         """Forget all contacts, lists, fields, jobs, the request log and faults."""
         self._ok(self._http.post("/reset"))
 
-    def create_list(self, name: str) -> str:
-        """Create a list directly (no auth, faults or limits); returns its ID."""
-        return str(self._ok(self._http.post("/lists", json={"name": name}))["id"])
+    def create_list(self, name: str, list_id: str | None = None) -> str:
+        """Create a list directly (no auth, faults or limits); returns its ID. With
+        ``list_id`` the list gets that ID (idempotent: an existing list of that ID and name
+        is returned), so examples and demos can name fixed list IDs."""
+        body = {"name": name} if list_id is None else {"name": name, "id": list_id}
+        return str(self._ok(self._http.post("/lists", json=body))["id"])
 
     def create_field(self, name: str, field_type: str = "Text") -> str:
         """Create a custom field (Text, Number or Date); returns its ID."""

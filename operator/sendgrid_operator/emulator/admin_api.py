@@ -7,6 +7,7 @@ client. Paths cannot collide with SendGrid's, which all start with ``/v3/``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -48,6 +49,9 @@ async def members(request: web.Request) -> web.Response:
     )
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 @routes.post("/_emulator/lists")
 async def create_list(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
@@ -55,7 +59,16 @@ async def create_list(request: web.Request) -> web.Response:
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
         return _bad("name is required")
-    lst = ctx.store.create_list(name)
+    list_id = body.get("id")
+    if list_id is not None:
+        if not isinstance(list_id, str) or not _UUID.fullmatch(list_id):
+            return _bad("id must be a UUID")
+        if list_id in ctx.store.lists:
+            existing = ctx.store.lists[list_id]
+            if existing.name != name:
+                return _bad(f"list {list_id} exists with another name")
+            return json_response(list_json(ctx, existing), 200)
+    lst = ctx.store.create_list(name, list_id)
     ctx.changed()
     return json_response(list_json(ctx, lst), 201)
 
