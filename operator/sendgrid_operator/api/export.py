@@ -8,10 +8,11 @@ refused at ``kubectl apply`` with a message that says what to fix.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sendgrid_operator.api.common import KeySelector, Model
 from sendgrid_operator.api.status import SegmentExportStatus
@@ -22,6 +23,15 @@ CRON_PATTERN = (
     r"\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
 )
 CUSTOM_FIELD_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LIST_ID_MESSAGE = (
+    "each listIds entry must be a SendGrid list ID, a UUID such as "
+    "3f1e9a52-7c4b-4d2e-9a61-0b8f5c7d2e14 (Marketing > Contacts > Lists; the last part of "
+    "the list's URL)"
+)
+SCHEDULE_MESSAGE = (
+    "schedule must be 5 cron fields (minute hour day-of-month month day-of-week, e.g. "
+    "'0 6 * * *') or one of @hourly, @daily, @weekly, @monthly, @yearly"
+)
 DEFAULT_MAX_PROFILES = 100_000
 DEFAULT_MAX_REMOVAL_PERCENT = 10
 
@@ -206,7 +216,10 @@ class Toleration(Model):
     toleration_seconds: int | None = None
 
 
-_QUANTITY: dict[str, Any] = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+_QUANTITY: dict[str, Any] = {
+    "x-kubernetes-int-or-string": True,
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+}
 
 
 class ResourceRequirements(Model):
@@ -222,7 +235,9 @@ class ResourceRequirements(Model):
     )
 
 
-_OBJECT_LIST: dict[str, Any] = {"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+_OBJECT_LIST: dict[str, Any] = {
+    "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+}
 
 
 class JobSettings(Model):
@@ -268,7 +283,16 @@ class SegmentExportSpec(Model):
         max_length=10,
         description="IDs of existing SendGrid lists the segment is exported into.",
         json_schema_extra={
-            "items": {"type": "string", "pattern": UUID_PATTERN},
+            "items": {
+                "type": "string",
+                "maxLength": 36,
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"self.matches(r'{UUID_PATTERN}')",
+                        "message": LIST_ID_MESSAGE,
+                    }
+                ],
+            },
             "x-kubernetes-list-type": "set",
         },
     )
@@ -312,7 +336,14 @@ class SegmentExportSpec(Model):
     schedule: str | None = Field(
         default=None,
         max_length=128,
-        pattern=CRON_PATTERN,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches(r'{CRON_PATTERN}')",
+                    "message": SCHEDULE_MESSAGE,
+                }
+            ]
+        },
         description="Cron schedule (5 fields or @hourly, @daily ...). Without it the export "
         "runs only on demand (annotation sendgrid-operator.io/run-requested-at).",
     )
@@ -344,6 +375,16 @@ class SegmentExportSpec(Model):
     )
     job: JobSettings = Field(default_factory=JobSettings, description="Job and Pod settings.")
 
+    @field_validator("list_ids")
+    @classmethod
+    def _list_ids(cls, value: list[str]) -> list[str]:
+        return _check_list_ids(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return _check_schedule(value)
+
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -370,6 +411,19 @@ class SegmentExportSpec(Model):
             ]
         }
     }
+
+
+def _check_list_ids(values: list[str]) -> list[str]:
+    for value in values:
+        if not re.fullmatch(UUID_PATTERN, value):
+            raise ValueError(f"{value!r}: {LIST_ID_MESSAGE}")
+    return values
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(CRON_PATTERN, value.strip()):
+        raise ValueError(SCHEDULE_MESSAGE)
+    return value
 
 
 class SegmentExport(Model):

@@ -33,9 +33,11 @@ def test_operator_runs_with_exactly_the_charts_rights(operator: Operator, kube: 
     pods = operator.pods()
     assert pods and pods[0]["spec"]["serviceAccountName"] == f"{RELEASE}-sendgrid-operator"
     sa = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}-sendgrid-operator"
-    can = lambda *a: (
-        kube.kubectl("auth", "can-i", f"--as={sa}", *a, check=False).strip().splitlines()[0]
-    )
+
+    def can(*args: str) -> str:
+        out = kube.kubectl("auth", "can-i", f"--as={sa}", *args, check=False)
+        return out.strip().splitlines()[0]
+
     assert (
         can("patch", "segmentexports.sendgrid-operator.io", "--subresource=status", "-A") == "yes"
     )
