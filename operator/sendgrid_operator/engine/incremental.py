@@ -38,20 +38,20 @@ def _mask(values: bytearray) -> pa.Array:
 
 
 def to_send(prepared: Prepared, state: ExportState, full: bool) -> tuple[bytearray, int]:
-    """A mask over the spool of the contacts to send, and how many were unchanged."""
+    """A mask over the spool of the contacts to send, and how many were unchanged.
+
+    Vectorised over every spooled row (duplicates included, then masked by ``keep``), so
+    no per-contact Python object is made: this is the whole cost of an unchanged re-run
+    after reading."""
     send = bytearray(prepared.keep)
     if full or not len(state) or not prepared.profiles:
         return send, 0
-    kept = prepared.kept_indices()
-    keys = pc.take(_u64(prepared.keys), kept)
-    content = pc.take(_u32(prepared.content), kept)
-    where = pc.index_in(keys, value_set=state.keys)
+    where = pc.index_in(_u64(prepared.keys), value_set=state.keys)
     previous = pc.take(state.content, where)
-    same = pc.fill_null(pc.equal(previous, content), False)
-    unchanged = pc.filter(kept, same).to_pylist()
-    for i in unchanged:
-        send[i] = 0
-    return send, len(unchanged)
+    changed = pc.fill_null(pc.not_equal(previous, _u32(prepared.content)), True)
+    selected = pc.and_(_mask(prepared.keep), changed).cast(pa.uint8())
+    send = bytearray(selected.buffers()[1].to_pybytes()[: len(send)])
+    return send, prepared.profiles - send.count(1)
 
 
 def _remap_flags(state: ExportState, list_ids: Sequence[str]) -> pa.Array:
@@ -114,6 +114,8 @@ def next_state(
         flags = pc.if_else(
             hit, pc.bit_wise_and(flags, pa.scalar(0xFFFF & ~bit, pa.uint16())), flags
         )
+        # a removed contact that comes back must be sent again (to be re-added)
+        new = pc.if_else(hit, pa.scalar(0, pa.uint32()), new)
     live = pc.or_(pc.not_equal(new, 0), pc.not_equal(flags, 0))
     table = pa.table({"key": key, "content": new, "flags": flags}).filter(live)
     table = table.sort_by("key")

@@ -424,11 +424,25 @@ class _Run:
             c.removed = removals.removed
             self.report.sendgrid_job_ids += removals.job_ids
         foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
-        new_state = incremental.next_state(
-            state, self.list_ids, prepared, send, uploader.applied, foreign, removals.removed_keys
+        unchanged_state = (
+            c.sent == 0
+            and not any(removals.removed_keys.values())
+            and len(state) > 0
+            and state.list_ids == self.list_ids[: len(state.list_ids)]
+            and len(state.list_ids) == len(self.list_ids)
         )
         try:
-            self.store.save(new_state.encode())
+            if not unchanged_state:  # an unchanged re-run leaves the state as it is
+                new_state = incremental.next_state(
+                    state,
+                    self.list_ids,
+                    prepared,
+                    send,
+                    uploader.applied,
+                    foreign,
+                    removals.removed_keys,
+                )
+                self.store.save(new_state.encode())
         except OSError as exc:
             self.notes.append(f"The state could not be saved ({exc}); the next run is a full run.")
         if failure is not None:

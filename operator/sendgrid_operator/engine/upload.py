@@ -156,7 +156,8 @@ class Uploader:
                     builder, [pieces[i] for i in keep], [positions[i] for i in keep]
                 )
             if len(pieces) == 1:
-                self._reject(positions[0], exc.message)
+                detail = "; ".join(e.message for e in exc.errors if e.message)
+                self._reject(positions[0], detail or exc.message)
                 return []
             half = len(pieces) // 2
             first = await self._send(builder, pieces[:half], positions[:half])

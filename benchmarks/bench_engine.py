@@ -1,0 +1,325 @@
+"""Export engine: profiles per second from Parquet and PostgreSQL into the emulator.
+
+Layout: the emulator runs in its own process (``--apply-delay 0``) so its CPU is not the
+engine's; each engine run is its own subprocess (this file with ``--child``), so peak
+memory is that process's ``ru_maxrss`` and CPU time is its own. The baseline, measured in
+the same run, is a child that only reads the same Parquet file, encodes the same contacts
+and PUTs the same greedy bodies (3 in flight, no validation, no state, no job polling): the
+limit of this machine for "read and send", which the engine's wall time is divided by.
+
+Runs (``quick``: 100,000 only): Parquet full run, unchanged incremental re-run, PostgreSQL
+full run (a throw-away server from ``tests/pg.py``), and the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "SG.test-emulator-key"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'tests'}:{ROOT}"}
+
+
+def _spawn_emulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sendgrid_operator",
+            "emulator",
+            "--port",
+            "0",
+            "--apply-delay",
+            "0",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    return proc, line.split("listening on ")[1].split()[0]
+
+
+def _make_parquet(path: Path, n: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    step = 100_000
+    writer = None
+    for start in range(0, n, step):
+        idx = range(start, min(n, start + step))
+        table = pa.table(
+            {
+                "email": [f"User{i}@Example.com" for i in idx],
+                "first_name": [f"First{i % 1000}" for i in idx],
+                "last_name": [f"Last{i % 777}" for i in idx],
+                "city": ["Berlin" if i % 2 else "Köln" for i in idx],
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(str(path), table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def _make_table(url: str, n: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS people_{n}")
+        conn.execute(
+            f"CREATE TABLE people_{n} (email text, first_name text, last_name text, city text)"
+        )
+        with conn.cursor().copy(f"COPY people_{n} FROM STDIN") as copy:
+            for i in range(n):
+                copy.write_row(
+                    (f"User{i}@Example.com", f"First{i % 1000}", f"Last{i % 777}", "Berlin")
+                )
+
+
+def _manifest(list_id: str, source: dict[str, Any], db_url: str | None) -> str:
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "key"},
+            "stringData": {"apiKey": KEY},
+        },
+        {
+            "apiVersion": "sendgrid-operator.io/v1alpha1",
+            "kind": "SendGridConnection",
+            "metadata": {"name": "sg"},
+            "spec": {"apiKeySecretRef": {"name": "key"}, "consent": {"personalData": True}},
+        },
+        {
+            "apiVersion": "sendgrid-operator.io/v1alpha1",
+            "kind": "SegmentExport",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "connectionRef": {"name": "sg"},
+                "listIds": [list_id],
+                "segments": [{"name": "all", "source": source}],
+                "fieldMapping": {
+                    "email": "email",
+                    "firstName": "first_name",
+                    "lastName": "last_name",
+                    "city": "city",
+                },
+                "maxProfiles": 10_000_000,
+            },
+        },
+    ]
+    if db_url:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "db"},
+                "stringData": {"url": db_url},
+            }
+        )
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+def _child(argv: list[str]) -> int:
+    """Run one engine export (or the baseline) and print its figures as JSON."""
+    mode, manifest, url, state_dir = argv
+    started = time.perf_counter()
+    if mode == "baseline":
+        figures = asyncio.run(_baseline(manifest, url))
+    else:
+        from types import SimpleNamespace
+
+        from sendgrid_operator.engine import FileStateStore, run_export
+        from sendgrid_operator.engine.cli import _plan, use_system_allocator
+
+        use_system_allocator()
+
+        plan = _plan(SimpleNamespace(files=[manifest], export=None, sendgrid_url=url))
+        report = asyncio.run(
+            run_export(
+                plan,
+                state=FileStateStore(state_dir, plan.namespace, plan.name),
+                full=mode == "full",
+            )
+        )
+        c = report.counts
+        figures = {
+            "result": report.result,
+            "reason": report.reason,
+            "profiles": c.profiles,
+            "sent": c.sent,
+            "applied": c.created + c.updated,
+            "unchanged": c.unchanged,
+            "upsert_requests": c.upsert_requests,
+            "minimum_upsert_requests": c.minimum_upsert_requests,
+        }
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures.update(
+        wall_seconds=round(time.perf_counter() - started, 2),
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
+    )
+    print(json.dumps(figures))
+    return 0
+
+
+async def _baseline(manifest: str, url: str) -> dict[str, Any]:
+    """Read the Parquet file and PUT the same greedy bodies; nothing else."""
+    import httpx
+    import orjson
+    import pyarrow.parquet as pq
+    import yaml
+
+    docs = list(yaml.safe_load_all(Path(manifest).read_text()))
+    spec = next(d for d in docs if d["kind"] == "SegmentExport")["spec"]
+    path = spec["segments"][0]["source"]["file"]["path"]
+    from sendgrid_operator.engine.batching import BodyBuilder
+
+    builder = BodyBuilder(spec["listIds"], 30_000, 5_900_000)
+    slots = asyncio.Semaphore(3)
+    tasks: list[asyncio.Task[None]] = []
+    requests = 0
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+    ) as http:
+
+        async def put(body: bytes) -> None:
+            try:
+                (await http.put("/v3/marketing/contacts", content=body)).raise_for_status()
+            finally:
+                slots.release()
+
+        async def flush() -> None:
+            nonlocal requests
+            await slots.acquire()
+            requests += 1
+            tasks.append(asyncio.create_task(put(builder.build())))
+            builder.reset()
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            for row in batch.to_pylist():
+                piece = orjson.dumps(
+                    {
+                        "email": row["email"].strip().lower(),
+                        "first_name": row["first_name"],
+                        "last_name": row["last_name"],
+                        "city": row["city"],
+                    }
+                )
+                if not builder.fits(piece):
+                    await flush()
+                builder.add(piece)
+        if len(builder):
+            await flush()
+        await asyncio.gather(*tasks)
+    return {"upsert_requests": requests}
+
+
+def _run_child(mode: str, manifest: Path, url: str, state_dir: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_engine",
+            "--child",
+            mode,
+            str(manifest),
+            url,
+            str(state_dir),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"child {mode} failed: {out.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _new_list(url: str) -> str:
+    import httpx
+
+    with httpx.Client(base_url=url + "/_emulator", timeout=60) as admin:
+        admin.post("/reset")
+        return str(admin.post("/lists", json={"name": "bench"}).json()["id"])
+
+
+def main(quick: bool) -> dict[str, Any]:
+    sizes = [100_000] if quick else [100_000, 1_000_000]
+    results: dict[str, Any] = {"layout": "emulator and each engine run in separate processes"}
+    emu, url = _spawn_emulator()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+            root = Path(tmp)
+            sys.path.insert(0, str(ROOT / "tests"))
+            from pg import postgres_server
+
+            with postgres_server() as db_url:
+                for n in sizes:
+                    parquet = root / f"p{n}.parquet"
+                    _make_parquet(parquet, n)
+                    _make_table(db_url, n)
+                    figures: dict[str, Any] = {}
+                    # baseline: read + send the same bodies
+                    list_id = _new_list(url)
+                    manifest = root / f"m{n}.yaml"
+                    manifest.write_text(_manifest(list_id, {"file": {"path": str(parquet)}}, None))
+                    figures["baseline"] = _run_child("baseline", manifest, url, root / "s-base")
+                    # the engine from Parquet: full run, then an unchanged incremental re-run
+                    list_id = _new_list(url)
+                    manifest.write_text(_manifest(list_id, {"file": {"path": str(parquet)}}, None))
+                    state = root / f"state-{n}"
+                    figures["parquet_full"] = _run_child("incremental", manifest, url, state)
+                    figures["parquet_unchanged"] = _run_child("incremental", manifest, url, state)
+                    figures["state_bytes"] = sum(f.stat().st_size for f in state.glob("*.state"))
+                    # the engine from PostgreSQL
+                    list_id = _new_list(url)
+                    sql = {
+                        "sql": {
+                            "query": f"SELECT * FROM people_{n}",
+                            "databaseURLSecretRef": {"name": "db", "key": "url"},
+                        }
+                    }
+                    manifest.write_text(_manifest(list_id, sql, db_url))
+                    figures["postgres_full"] = _run_child("full", manifest, url, root / f"pg-{n}")
+                    base = figures["baseline"]["wall_seconds"]
+                    figures["parquet_full_vs_baseline"] = round(
+                        figures["parquet_full"]["wall_seconds"] / base, 2
+                    )
+                    figures["postgres_full_vs_baseline"] = round(
+                        figures["postgres_full"]["wall_seconds"] / base, 2
+                    )
+                    results[str(n)] = figures
+    finally:
+        emu.terminate()
+        emu.wait(timeout=30)
+    return results
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        raise SystemExit(_child(sys.argv[2:]))
+    print(json.dumps(main(quick="--quick" in sys.argv), indent=2))
