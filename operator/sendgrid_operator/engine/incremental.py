@@ -97,15 +97,20 @@ def next_state(
                 pc.bit_wise_and(bits, pa.scalar(all_bits & ~(1 << position), pa.uint16())),
                 bits,
             )
-    current = pa.table({"key": keys, "c_content": new_content, "c_bits": bits})
-    old = pa.table({"key": state.keys, "o_flags": _remap_flags(state, list_ids)})
-    joined = current.join(old, keys="key", join_type="full outer", use_threads=False)
-    key = joined.column("key").combine_chunks()
-    flags = pc.bit_wise_or(
-        pc.fill_null(joined.column("c_bits"), 0), pc.fill_null(joined.column("o_flags"), 0)
-    ).combine_chunks()
-    flags = flags.cast(pa.uint16())
-    new = pc.fill_null(joined.column("c_content"), 0).combine_chunks().cast(pa.uint32())
+    if len(state):
+        current = pa.table({"key": keys, "c_content": new_content, "c_bits": bits})
+        old = pa.table({"key": state.keys, "o_flags": _remap_flags(state, list_ids)})
+        joined = current.join(old, keys="key", join_type="full outer", use_threads=False)
+        del current, old
+        key = joined.column("key").combine_chunks()
+        flags = pc.bit_wise_or(
+            pc.fill_null(joined.column("c_bits"), 0), pc.fill_null(joined.column("o_flags"), 0)
+        ).combine_chunks()
+        flags = flags.cast(pa.uint16())
+        new = pc.fill_null(joined.column("c_content"), 0).combine_chunks().cast(pa.uint32())
+        del joined
+    else:  # first run (or state lost): nothing to merge
+        key, flags, new = keys, bits, new_content
     for list_id, gone in (removed or {}).items():
         if not gone or list_id not in list_ids:
             continue
