@@ -18,22 +18,16 @@ SECURITY_DOC = ROOT / "docs" / "security.md"
 
 #: The ClusterRole's rules as the brief and docs/security.md list them: (group, resource) -> verbs.
 EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
-    ("sendgrid-operator.io", "sendgridconnections"): frozenset(
-        {"get", "list", "watch", "patch", "update"}
-    ),
-    ("sendgrid-operator.io", "segmentexports"): frozenset(
-        {"get", "list", "watch", "patch", "update"}
-    ),
-    ("sendgrid-operator.io", "sendgridconnections/status"): frozenset({"get", "patch", "update"}),
-    ("sendgrid-operator.io", "segmentexports/status"): frozenset({"get", "patch", "update"}),
+    ("sendgrid-operator.io", "sendgridconnections"): frozenset({"get", "list", "watch"}),
+    ("sendgrid-operator.io", "segmentexports"): frozenset({"get", "list", "watch"}),
+    ("sendgrid-operator.io", "sendgridconnections/status"): frozenset({"patch"}),
+    ("sendgrid-operator.io", "segmentexports/status"): frozenset({"patch"}),
     ("", "secrets"): frozenset({"get", "create", "delete"}),
-    ("", "configmaps"): frozenset({"get", "list", "create", "update", "patch", "delete"}),
+    ("", "configmaps"): frozenset({"list", "create", "update", "delete"}),
     ("", "namespaces"): frozenset({"get", "list", "watch"}),
-    ("", "pods"): frozenset({"get", "list"}),
-    ("", "events"): frozenset({"create", "patch"}),
-    ("events.k8s.io", "events"): frozenset({"create", "patch"}),
+    ("", "pods"): frozenset({"list"}),
+    ("", "events"): frozenset({"create"}),
     ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "delete"}),
-    ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"}),
 }
 PEERING_RULE: dict[tuple[str, str], frozenset[str]] = {
     ("kopf.dev", "clusterkopfpeerings"): frozenset({"get", "list", "watch", "patch"}),

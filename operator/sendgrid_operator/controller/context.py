@@ -31,6 +31,8 @@ class Context:
     event: EventSink
     connections: dict[tuple[str, str], JSON] = field(default_factory=dict)
     """The latest body of every SendGridConnection, kept by a watch (no GET per reconcile)."""
+    exports: dict[str, JSON] = field(default_factory=dict)
+    """The latest body of every SegmentExport by uid, kept by a watch, for the schedule loop."""
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     """One lock per export uid: the timer, the watch and a Job's end never interleave."""
 

@@ -2,8 +2,10 @@
 
 Handlers are registered into a registry built *after* the settings are loaded
 (:func:`build_registry`), so no decorator argument is read at import time.
-All reconciling is level-based: watch events and timers call the same idempotent
-functions, and kopf keeps no progress annotations on the users' objects.
+All reconciling is level-based: watch events and the operator's two loops (``loops``) call
+the same idempotent functions. Only watch-event handlers are registered, so kopf writes
+nothing to the users' objects: no finalizers (deleting an export never waits for the
+operator), no progress annotations.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import kopf
 import prometheus_client
 
 from sendgrid_operator.api.common import GROUP, VERSION
-from sendgrid_operator.controller import connection_reconciler, exports, jobs, server
+from sendgrid_operator.controller import connection_reconciler, exports, jobs, loops, server
 from sendgrid_operator.controller.connections import make_scope_reader
 from sendgrid_operator.controller.context import Context
 from sendgrid_operator.controller.events import EventPoster
@@ -48,6 +50,13 @@ async def _measured(ctx: Context, controller: str, work: Callable[[], Awaitable[
         ctx.metrics.reconcile_time_seconds.labels(controller).observe(time.monotonic() - started)
 
 
+def _ready(body: dict[str, Any] | None) -> str | None:
+    for cond in ((body or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("status"))
+    return None
+
+
 def _bind(
     fn: Callable[[Context, dict[str, Any]], Awaitable[None]], ctx: Context, body: dict[str, Any]
 ) -> Callable[[], Awaitable[None]]:
@@ -65,6 +74,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        # Only watch-event handlers are registered, so kopf writes nothing to the objects;
+        # should that change, its marks stay under the project's own API group.
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -86,6 +97,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["ctx"] = ctx
         channel = server.RunChannel(ctx, ready=lambda: bool(state["ready"]))
         memo["runner"] = await server.start(channel, _settings.http_host, _settings.http_port)
+        memo["loops"] = [
+            asyncio.create_task(loops.schedule_loop(ctx, _measured), name="schedule-loop"),
+            asyncio.create_task(loops.connection_loop(ctx, _measured), name="connection-loop"),
+        ]
         state["ready"] = True
         log.info(
             "sendgrid-operator started; HTTP on %s:%d", _settings.http_host, _settings.http_port
@@ -94,6 +109,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state["ready"] = False
+        for task in memo.get("loops") or []:
+            task.cancel()
         runner = memo.get("runner")
         if runner is not None:
             await runner.cleanup()
@@ -113,36 +130,32 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             ctx.connections.pop(key, None)
             ctx.metrics.forget_connection(*key)
             return
+        before = _ready(ctx.connections.get(key))
         ctx.connections[key] = body
         await _measured(
             ctx, "sendgridconnection", lambda: connection_reconciler.reconcile(ctx, body)
         )
-
-    @kopf.timer(*CONNECTIONS, interval=settings.connection_poll_seconds, registry=registry)
-    async def connection_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        ctx: Context = memo["ctx"]
-        obj = dict(body)
-        await _measured(
-            ctx, "sendgridconnection", lambda: connection_reconciler.reconcile(ctx, obj, poll=True)
-        )
+        if before != _ready(ctx.connections.get(key)):
+            # Exports waiting on this connection learn of the change now, not at resync.
+            for export in list(ctx.exports.values()):
+                ref = (export.get("spec") or {}).get("connectionRef") or {}
+                ns = ref.get("namespace") or export["metadata"]["namespace"]
+                if (ns, ref.get("name")) == key:
+                    await _measured(ctx, "segmentexport", _bind(exports.reconcile, ctx, export))
 
     # -- SegmentExport
     @kopf.on.event(*EXPORTS, registry=registry)
     async def export_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         ctx: Context = memo["ctx"]
         body: dict[str, Any] = dict(event["object"])
+        meta = body["metadata"]
         if event["type"] == "DELETED":
-            meta = body["metadata"]
+            ctx.exports.pop(meta["uid"], None)
             ctx.metrics.forget_export(meta["namespace"], meta["name"])
             ctx.locks.pop(meta["uid"], None)
             return
+        ctx.exports[meta["uid"]] = body
         await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, body))
-
-    @kopf.timer(*EXPORTS, interval=settings.schedule_tick_seconds, registry=registry)
-    async def export_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        ctx: Context = memo["ctx"]
-        obj = dict(body)
-        await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, obj))
 
     @kopf.on.event(
         *JOBS, labels={"app.kubernetes.io/managed-by": jobs.MANAGED_BY}, registry=registry

@@ -73,3 +73,16 @@ def jobs_of(kube: Kube, name: str) -> list[JSON]:
         params={"labelSelector": f"sendgrid-operator.io/export={name}"},
     )["items"]
     return items
+
+
+def wait_history(kube: Kube, name: str, run_ids: list[str], timeout: float = 90) -> dict[str, JSON]:
+    """Wait until every run in ``run_ids`` is recorded in status.history; return them by ID."""
+
+    def done() -> dict[str, JSON] | None:
+        status = get(kube, "segmentexports", name).get("status") or {}
+        history = {h["runId"]: h for h in status.get("history") or []}
+        if status.get("active") or not all(r in history for r in run_ids):
+            return None
+        return history
+
+    return wait_for(done, timeout, f"runs {run_ids} of {name} to be recorded")
