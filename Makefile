@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test test-unit demo bench controlplane postgres tools clean
+.PHONY: help venv lint test test-unit demo demo-down bench controlplane postgres tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +42,9 @@ test: tools lint ## everything: lint, unit, emulator, PostgreSQL and control-pla
 
 demo: tools ## the main job end to end on a local control plane with the emulator
 	bash hack/demo.sh
+
+demo-down: ## stop everything `make demo` started
+	bash hack/demo-down.sh
 
 bench: $(STAMP) postgres ## benchmarks; results in benchmarks/results, summary in docs/performance.md
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
