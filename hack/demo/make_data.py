@@ -11,9 +11,37 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FIRST = ["Ada", "Grace", "Alan", "Katherine", "Edsger", "Margaret", "Donald", "Barbara", "Hedy", "Radia"]
-LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Dijkstra", "Hamilton", "Knuth", "Liskov", "Lamarr", "Perlman"]
-CITIES = [("GB", "London"), ("US", "Boston"), ("NL", "Amsterdam"), ("DE", "Berlin"), ("FR", "Paris")]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Katherine",
+    "Edsger",
+    "Margaret",
+    "Donald",
+    "Barbara",
+    "Hedy",
+    "Radia",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Johnson",
+    "Dijkstra",
+    "Hamilton",
+    "Knuth",
+    "Liskov",
+    "Lamarr",
+    "Perlman",
+]
+CITIES = [
+    ("GB", "London"),
+    ("US", "Boston"),
+    ("NL", "Amsterdam"),
+    ("DE", "Berlin"),
+    ("FR", "Paris"),
+]
 
 
 def main(out: str, count: int) -> None:
@@ -31,7 +59,14 @@ def main(out: str, count: int) -> None:
         city.append(CITIES[i % len(CITIES)][1])
         tier.append("gold" if i % 10 == 0 else "silver")
     table = pa.table(
-        {"email": emails, "first_name": first, "last_name": last, "country": country, "city": city, "tier": tier}
+        {
+            "email": emails,
+            "first_name": first,
+            "last_name": last,
+            "country": country,
+            "city": city,
+            "tier": tier,
+        }
     )
     pq.write_table(table, out, row_group_size=20_000)
 
