@@ -98,7 +98,9 @@ def render(store: Store, export: Export) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     if export.file_type == "csv":
         writer.writerow(header)
-    for contact in contacts:
+    full = store.full
+    for batched in contacts:
+        contact = full(batched)
         values: list[Any] = []
         for _, key in RESERVED_COLUMNS:
             value = contact.get(key, "")

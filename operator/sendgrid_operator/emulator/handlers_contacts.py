@@ -23,7 +23,12 @@ from sendgrid_operator.emulator.render import (
     error_response,
     json_response,
 )
-from sendgrid_operator.emulator.validate import EMAIL_RE, IDENTIFIERS, check_upsert_body
+from sendgrid_operator.emulator.validate import (
+    EMAIL_RE,
+    IDENTIFIERS,
+    check_upsert_body,
+    simple_upsert_body,
+)
 
 MSG_BODY_TOO_LARGE = f"request body must be at most {MAX_UPSERT_BODY_BYTES} bytes (6 MB)"
 MSG_LIST_NOT_FOUND = "list ID {lid} does not exist"
@@ -52,7 +57,9 @@ async def upsert(request: web.Request) -> web.Response:
     try:
         with gc_paused(ctx.config.freeze_gc):
             body = loads(raw)
-            errors = check_upsert_body(body)
+            # The columnar check decides the common body; anything else gets every check.
+            simple = simple_upsert_body(body)
+            errors = [] if simple is not None else check_upsert_body(body)
     except ValueError:
         return error_response(400, MSG_BAD_JSON, "")
     if isinstance(body, dict) and isinstance(body.get("contacts"), list):
@@ -64,7 +71,7 @@ async def upsert(request: web.Request) -> web.Response:
         if lid not in ctx.store.lists:
             return error_response(404, MSG_LIST_NOT_FOUND.format(lid=lid), "list_ids")
     faults = ctx.faults.job_faults("upsert", request.method, request.path)
-    payload = {"contacts": body["contacts"], "list_ids": list_ids}
+    payload = {"contacts": body["contacts"], "list_ids": list_ids, "simple": simple}
     job = ctx.runner.submit("upsert", len(body["contacts"]), payload, faults)
     return json_response({"job_id": job.id}, 202)
 

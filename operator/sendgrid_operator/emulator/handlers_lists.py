@@ -120,7 +120,7 @@ async def list_get(request: web.Request) -> web.Response:
         recent = heapq.nlargest(
             SAMPLE_SIZE,
             (contacts[c] for c in lst.members if c in contacts),
-            key=lambda c: (c["updated_at"], c["id"]),
+            key=lambda c: (ctx.store.updated_at_of(c), c["id"]),
         )
         body["contact_sample"] = [contact_json(c, ctx.store, ctx.base_url) for c in recent]
     return json_response(body)

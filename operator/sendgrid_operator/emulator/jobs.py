@@ -22,6 +22,7 @@ from sendgrid_operator.emulator.exports import EXPORT_TTL_SECONDS, Export, rende
 from sendgrid_operator.emulator.faults import FaultSpec, row_rejected
 from sendgrid_operator.emulator.hotpath import gc_paused
 from sendgrid_operator.emulator.store import RowError, Store, iso_now
+from sendgrid_operator.emulator.validate import SimpleRows
 
 CHUNK_ROWS = 5000
 MSG_JOB_FAILED = "job failed: injected emulator fault"
@@ -183,6 +184,7 @@ class JobRunner:
     async def _apply_upsert(self, job: Job) -> None:
         rows: list[dict[str, Any]] = job.payload["contacts"]
         list_ids: list[str] = job.payload.get("list_ids") or []
+        simple: SimpleRows | None = job.payload.get("simple")
         rejects = [f for f in job.faults if f.kind == "reject_rows"]
         touched: list[str] = []
         for start in range(0, len(rows), CHUNK_ROWS):
@@ -194,7 +196,12 @@ class JobRunner:
                     return any(row_rejected(f, base + i, email) for f in rejects)
 
             with gc_paused(self.freeze_gc):
-                out = self.store.apply_upsert(chunk, list_ids, reject)
+                out = self.store.apply_upsert(
+                    chunk,
+                    list_ids,
+                    reject,
+                    simple=None if simple is None else simple.chunk(start, start + CHUNK_ROWS),
+                )
             job.created += out.created
             job.updated += out.updated
             job.errors.extend((start + i, row, why) for i, row, why in out.errors)

@@ -91,6 +91,7 @@ class Persistence:
             if contact is None:
                 deletes.append((cid,))
             else:
+                contact = store.full(contact)
                 data = {k: v for k, v in contact.items() if k != "_idents"}
                 data["list_ids"] = sorted(contact["list_ids"])
                 upserts.append((cid, json.dumps(data)))

@@ -64,6 +64,7 @@ def generic_error(status: int, message: str, headers: dict[str, str] | None = No
 
 def contact_json(contact: Contact, store: Store, base_url: str) -> dict[str, Any]:
     """A stored contact as ContactDetails3 (custom fields keyed by field name)."""
+    contact = store.full(contact)
     body = {k: v for k, v in contact.items() if k not in _OUTPUT_SKIP}
     body["list_ids"] = sorted(contact["list_ids"])
     body["segment_ids"] = []

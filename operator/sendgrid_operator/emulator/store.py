@@ -4,12 +4,19 @@ Contacts are plain dicts indexed by lower-cased email (the main identifier), by 
 the other identifiers when a contact has them. Applying an upsert is the emulator's hot
 path: one pass over the rows with dict operations, IDs from a counter instead of
 ``uuid4()``, and one timestamp per job.
+
+Contacts created by the bulk path don't carry ``list_ids``, ``created_at`` and
+``updated_at``: their ``Batch`` (found by ID) holds them once for all its contacts, until
+the contact is changed (then it is *materialized*: the three keys are added, in the order
+the general path stores them). Read contacts through ``full()``, ``list_ids_of()`` and
+``updated_at_of()``; a contact is batched exactly when it has no ``created_at``.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,17 +24,24 @@ from typing import Any
 from sendgrid_operator.emulator.config import MAX_LISTS_PER_CONTACT
 from sendgrid_operator.emulator.faults import INJECTED_ROW_ERROR
 from sendgrid_operator.emulator.fields import CustomField, value_problem
-from sendgrid_operator.emulator.validate import OTHER_IDENTIFIERS, STORED_KEYS
+from sendgrid_operator.emulator.validate import (
+    OTHER_IDENTIFIERS,
+    STORED_KEYS,
+    SimpleRows,
+    simple_rows,
+)
 
 Contact = dict[str, Any]  # stored fields + id, list_ids (frozenset), custom_fields, timestamps
 RowError = tuple[int, dict[str, Any], str]  # (row index, row, reason)
 
-# Rows with only these keys may take the bulk path (no other identifiers, no alternates).
-_FAST_KEYS = STORED_KEYS - {"phone_number_id", "external_id", "anonymous_id", "alternate_emails"}
 MSG_UNKNOWN_FIELD = "custom field ID {fid!r} does not exist"
 MSG_MISSING_IDENTIFIER = "updating this contact requires its existing identifier {name}"
 MSG_IDENTIFIER_TAKEN = "identifier {name} belongs to another contact"
 MSG_LIST_CAP = f"a contact can be on at most {MAX_LISTS_PER_CONTACT} lists"
+
+
+_LOW_HEX = [f"{i:03x}" for i in range(4096)]
+_MAX_COUNTER = 16**12  # IDs keep 12 hex digits below this
 
 
 def iso_now(now: float | None = None) -> str:
@@ -46,6 +60,23 @@ class IdFactory:
         self.counter += 1
         return f"{self.prefix}{self.counter:012x}"
 
+    def take(self, n: int) -> list[str]:
+        """The next ``n`` IDs, the same as ``n`` calls of ``next()``: a shared head per
+        4,096 IDs plus three precomputed hex digits, joined by C-level ``map``."""
+        first, end = self.counter + 1, self.counter + 1 + n
+        self.counter += n
+        if end > _MAX_COUNTER:
+            return [f"{self.prefix}{c:012x}" for c in range(first, end)]
+        ids: list[str] = []
+        while first < end:
+            high = first >> 12
+            stop = min(end, (high + 1) << 12)
+            ids += map(
+                f"{self.prefix}{high:09x}".__add__, _LOW_HEX[first & 0xFFF : stop - (high << 12)]
+            )
+            first = stop
+        return ids
+
 
 @dataclass
 class ContactList:
@@ -55,6 +86,18 @@ class ContactList:
     name: str
     members: set[str] = field(default_factory=set)
     created_seq: int = 0
+
+
+@dataclass
+class Batch:
+    """What the contacts the bulk path created together share: IDs ``first``..``last``
+    (counter values under ``prefix``), their lists and their creation (= update) time."""
+
+    prefix: str
+    first: int
+    last: int
+    list_ids: frozenset[str]
+    created_at: str
 
 
 @dataclass
@@ -77,6 +120,46 @@ class Store:
         self.fields: dict[str, CustomField] = {}
         self.field_seq = 0
         self.list_seq = 0
+        self.batches: list[Batch] = []
+        self._batch_firsts: list[int] = []  # batches' ``first``, ascending, for bisect
+
+    # -- batched contacts ---------------------------------------------------
+    def _batch_of(self, contact: Contact) -> Batch:
+        cid: str = contact["id"]
+        counter = int(cid[-12:], 16)
+        batch = self.batches[bisect_right(self._batch_firsts, counter) - 1]
+        assert cid.startswith(batch.prefix) and counter <= batch.last, cid
+        return batch
+
+    def full(self, contact: Contact) -> Contact:
+        """The contact with every stored key: itself, or for a batched contact a copy with
+        ``list_ids``, ``created_at`` and ``updated_at`` (the general path's key order)."""
+        if "created_at" in contact:
+            return contact
+        batch = self._batch_of(contact)
+        return {
+            **contact,
+            "list_ids": batch.list_ids,
+            "created_at": batch.created_at,
+            "updated_at": batch.created_at,
+        }
+
+    def materialize(self, contact: Contact) -> Contact:
+        """Give a batched contact its own ``list_ids``/``created_at``/``updated_at`` (before
+        changing any of them); a no-op for other contacts. Returns the contact."""
+        if "created_at" not in contact:
+            batch = self._batch_of(contact)
+            contact["list_ids"] = batch.list_ids
+            contact["created_at"] = contact["updated_at"] = batch.created_at
+        return contact
+
+    def list_ids_of(self, contact: Contact) -> frozenset[str]:
+        lids: frozenset[str] | None = contact.get("list_ids")
+        return self._batch_of(contact).list_ids if lids is None else lids
+
+    def updated_at_of(self, contact: Contact) -> str:
+        stamp: str | None = contact.get("updated_at")
+        return self._batch_of(contact).created_at if stamp is None else stamp
 
     # -- lists --------------------------------------------------------------
     def create_list(self, name: str, list_id: str | None = None) -> ContactList:
@@ -89,8 +172,13 @@ class Store:
         lst = self.lists.pop(list_id)
         for cid in lst.members:
             contact = self.contacts.get(cid)
-            if contact is not None:
+            if contact is not None and "created_at" in contact:
                 contact["list_ids"] = contact["list_ids"] - {list_id}
+        # Batched contacts still in a batch's lists are members of all of them (leaving a
+        # list materializes a contact), so the batch records say it for all at once.
+        for batch in self.batches:
+            if list_id in batch.list_ids:
+                batch.list_ids = batch.list_ids - {list_id}
         if delete_contacts:
             self.delete_contacts(lst.members)
         return list(lst.members)
@@ -124,7 +212,7 @@ class Store:
                     self.by_ident.pop((name, contact[name]), None)
             for alt in contact.get("alternate_emails") or ():
                 self.by_ident.pop(("alternate_emails", alt), None)
-            for lid in contact["list_ids"]:
+            for lid in self.list_ids_of(contact):
                 lst = self.lists.get(lid)
                 if lst is not None:
                     lst.members.discard(cid)
@@ -141,6 +229,7 @@ class Store:
                 removed += 1
                 contact = self.contacts.get(cid)
                 if contact is not None:
+                    self.materialize(contact)
                     contact["list_ids"] = contact["list_ids"] - {list_id}
         return removed
 
@@ -150,17 +239,23 @@ class Store:
         list_ids: list[str],
         reject: Callable[[int, str | None], bool] | None = None,
         now: float | None = None,
+        simple: SimpleRows | None = None,
     ) -> UpsertOutcome:
         """Apply validated rows; rows that break account-level rules go to ``errors``.
 
-        New contacts reuse the parsed row dict as their record (no copy), and ``list_ids``
-        is a frozenset shared between contacts and replaced, never mutated.
+        ``simple``: what the request checks found about the rows (``validate.SimpleRows``),
+        if they found every row simple; without it the rows are looked at here. New
+        contacts reuse the parsed row dict as their record (no copy), and ``list_ids`` is a
+        frozenset shared between contacts and replaced, never mutated.
         """
         stamp = iso_now(now)
         if reject is None:
-            fast = self._apply_new_by_email(rows, list_ids, stamp)
-            if fast is not None:
-                return fast
+            if simple is None:
+                simple = simple_rows(rows)
+            if simple is not None:
+                fast = self._apply_new_simple(rows, simple, list_ids, stamp)
+                if fast is not None:
+                    return fast
         out = UpsertOutcome()
         by_email = self.by_email
         contacts = self.contacts
@@ -198,6 +293,8 @@ class Store:
                 others or email is None or (contact is not None and contact.get("_idents"))
             ):
                 contact, problem = self._match_identifiers(row, email, contact)
+            if contact is not None:
+                self.materialize(contact)
             if problem is None and contact is not None and n_lists:
                 current = contact["list_ids"]
                 if (
@@ -246,45 +343,51 @@ class Store:
             self.lists[lid].members.update(touched)
         return out
 
-    def _apply_new_by_email(
-        self, rows: list[dict[str, Any]], list_ids: list[str], stamp: str
+    def _apply_new_simple(
+        self, rows: list[dict[str, Any]], simple: SimpleRows, list_ids: list[str], stamp: str
     ) -> UpsertOutcome | None:
         """The common case in bulk: every row is a new contact identified by email only,
-        with valid custom fields. Checked and applied with comprehensions and C-level
-        dict/set operations; anything else returns None and takes the general path."""
-        try:
-            lowered = [row["email"].lower() for row in rows]
-        except KeyError:
+        with valid custom fields. The request checks established the rows' shape
+        (``simple``); what depends on the account is checked here with set operations.
+        The contacts get an ID (and their lower-cased email) and share one ``Batch``; they
+        equal what the general path makes (see ``full()``). When any row is not such a
+        row, returns None before changing anything."""
+        n = len(rows)
+        new = dict(zip(simple.emails, rows, strict=True))
+        if len(new) != n or not self.by_email.keys().isdisjoint(new):
             return None
-        if not self.by_email.keys().isdisjoint(lowered) or len(set(lowered)) != len(lowered):
-            return None
-        fast_keys = _FAST_KEYS
-        if not all(row.keys() <= fast_keys for row in rows):
-            return None
-        ftypes = {fid: f.field_type for fid, f in self.fields.items()}
-        customs = [cf for row in rows if (cf := row.get("custom_fields"))]
-        if customs:
-            text_ids = {fid for fid, t in ftypes.items() if t == "Text"}
-            if not all(cf.keys() <= text_ids for cf in customs):
-                return None
-            if not all(type(v) is str for cf in customs for v in cf.values()):
+        if simple.custom_ids:
+            text_ids = {fid for fid, f in self.fields.items() if f.field_type == "Text"}
+            if not simple.custom_text or not simple.custom_ids <= text_ids:
                 return None
         list_set = frozenset(lid for lid in list_ids if lid in self.lists)
-        prefix, start = self.ids.prefix, self.ids.counter + 1
-        ids = [f"{prefix}{n:012x}" for n in range(start, start + len(rows))]
-        self.ids.counter += len(rows)
-        for row, cid, email in zip(rows, ids, lowered, strict=True):
-            row["id"] = cid
-            row["email"] = email
-            row["list_ids"] = list_set
-            row["created_at"] = row["updated_at"] = stamp
-            if "custom_fields" not in row:
-                row["custom_fields"] = {}
+        first = self.ids.counter + 1
+        ids = self.ids.take(n)
+        common: dict[str, Any] | None = None
+        if self.batches and first <= self.batches[-1].last:  # the counter was set back
+            common = {"list_ids": list_set, "created_at": stamp, "updated_at": stamp}
+        else:
+            self.batches.append(Batch(self.ids.prefix, first, self.ids.counter, list_set, stamp))
+            self._batch_firsts.append(first)
+        if simple.lowered:
+            for row, email in zip(rows, simple.emails, strict=True):
+                row["email"] = email
+        if simple.custom_every_row:
+            for row, cid in zip(rows, ids, strict=True):
+                row["id"] = cid
+        else:
+            for row, cid in zip(rows, ids, strict=True):
+                row["id"] = cid
+                if "custom_fields" not in row:
+                    row["custom_fields"] = {}
+        if common is not None:
+            for row in rows:
+                row.update(common)
         self.contacts.update(zip(ids, rows, strict=True))
-        self.by_email.update(zip(lowered, rows, strict=True))
+        self.by_email.update(new)
         for lid in list_set:
             self.lists[lid].members.update(ids)
-        return UpsertOutcome(created=len(rows), touched=ids)
+        return UpsertOutcome(created=n, touched=ids)
 
     def _match_identifiers(
         self, row: dict[str, Any], email: str | None, contact: Contact | None

@@ -10,6 +10,9 @@ checked when the job is applied and reject single rows into the job's errors fil
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from sendgrid_operator.emulator.config import MAX_CONTACTS_PER_UPSERT
@@ -34,9 +37,21 @@ _LIMITS: dict[str, int] = {k: v or 0 for k, v in STRING_LIMITS.items()}
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
 OTHER_IDENTIFIERS = ("phone_number_id", "external_id", "anonymous_id")
 STORED_KEYS = frozenset([*STRING_LIMITS, "alternate_emails", "custom_fields"])
+# Rows with only these keys may take the bulk paths (email the only identifier, no alternates).
+SIMPLE_KEYS = STORED_KEYS - {"phone_number_id", "external_id", "anonymous_id", "alternate_emails"}
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 MAX_ERRORS = 100  # a 400 lists at most this many problems
+
+# EMAIL_RE for ASCII text, one email per line, in one deterministic (possessive) pass. _A is
+# ASCII minus "@" and minus what \s matches there (\t \n \v \f \r, \x1c-\x1f, space);
+# _A_NO_DOT also minus ".". A domain is one character, non-dots, the first later dot and one
+# or more characters: it matches exactly when the domain has a dot with characters on both
+# sides, as EMAIL_RE's [^@\s]+\.[^@\s]+ requires.
+_A = r"[\x00-\x08\x0e-\x1b!-?A-\x7f]"
+_A_NO_DOT = r"[\x00-\x08\x0e-\x1b!-\-/-?A-\x7f]"
+_EMAIL_LINES_RE = re.compile(rf"(?:{_A}++@{_A}{_A_NO_DOT}*+\.{_A}++\n)*+")
+_GET_EMAIL = itemgetter("email")
 
 MSG_BODY_NOT_OBJECT = "request body must be a JSON object"
 MSG_CONTACTS_REQUIRED = "contacts is required and must be a non-empty array"
@@ -104,6 +119,97 @@ def check_upsert_body(body: Any) -> list[dict[str, str]]:
         if len(errors) >= MAX_ERRORS:
             break
     return errors[:MAX_ERRORS]
+
+
+@dataclass(frozen=True)
+class SimpleRows:
+    """What the columnar check learned about rows it found simple and valid (every row
+    has an email, its only identifier; keys in ``SIMPLE_KEYS``; ASCII emails). The job's
+    apply step trusts it instead of re-checking the rows; it checks only what depends on
+    the account then (existing emails, duplicates, custom field IDs and types)."""
+
+    emails: list[str]  # the rows' emails, lower-cased
+    lowered: bool  # some email had upper-case letters (else ``emails`` are the rows' own)
+    custom_ids: frozenset[str]  # every custom field ID the rows use
+    custom_text: bool  # every custom field value is a string
+    custom_every_row: bool  # every row has custom_fields
+
+    def chunk(self, start: int, stop: int) -> SimpleRows:
+        """The same facts for ``rows[start:stop]`` (the custom-field ones as an upper bound)."""
+        return replace(self, emails=self.emails[start:stop])
+
+
+def simple_upsert_body(body: Any) -> SimpleRows | None:
+    """A ``SimpleRows`` for a body that certainly passes ``check_upsert_body`` and whose
+    rows are simple, or None: then call ``check_upsert_body``. A None never means
+    "invalid", only "not decided here"."""
+    if type(body) is not dict:
+        return None
+    rows = body.get("contacts")
+    if type(rows) is not list or not 0 < len(rows) <= MAX_CONTACTS_PER_UPSERT:
+        return None
+    list_ids = body.get("list_ids", [])
+    if type(list_ids) is not list or not set(map(type, list_ids)) <= {str}:
+        return None
+    return simple_rows(rows)
+
+
+def simple_rows(rows: list[Any]) -> SimpleRows | None:
+    """The rows' half of ``simple_upsert_body``: columnar, with C-level operations (``map``,
+    ``set``, one regular expression over all emails joined), so a 30,000-row body is
+    checked without a Python loop per row."""
+    if not rows:
+        return None
+    try:
+        keys: set[str] = set().union(*rows)
+        if not keys <= SIMPLE_KEYS:
+            return None
+        # Raises KeyError for a row without an email, TypeError for a row that isn't a dict.
+        emails: list[Any] = list(map(_GET_EMAIL, rows))
+    except (KeyError, TypeError):
+        return None
+    if set(map(type, emails)) != {str} or max(map(len, emails)) > _LIMITS["email"]:
+        return None
+    joined = "\n".join(emails)
+    if (
+        not joined.isascii()
+        or joined.count("\n") != len(emails) - 1
+        or _EMAIL_LINES_RE.fullmatch(joined + "\n") is None
+    ):
+        return None
+    keys.discard("email")
+    custom_ids: frozenset[str] = frozenset()
+    custom_text = True
+    custom_every_row = False
+    if "custom_fields" in keys:
+        keys.discard("custom_fields")
+        customs = _column(rows, "custom_fields")
+        try:  # dict.values raises TypeError for a custom_fields that isn't an object
+            value_types = set(map(type, chain.from_iterable(map(dict.values, customs))))
+        except TypeError:
+            return None
+        custom_ids = frozenset().union(*customs)
+        custom_text = value_types <= {str}
+        custom_every_row = len(customs) == len(rows)
+    for key in keys:
+        values = _column(rows, key)
+        if set(map(type, values)) != {str}:
+            return None
+        limit = _LIMITS[key]
+        if limit and max(map(len, values)) > limit:
+            return None
+    lowered = joined.lower()
+    if lowered != joined:
+        emails = lowered.split("\n")
+    return SimpleRows(emails, lowered != joined, custom_ids, custom_text, custom_every_row)
+
+
+def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
+    """The values of ``key`` in the rows that have it."""
+    try:
+        return list(map(itemgetter(key), rows))
+    except KeyError:
+        return [row[key] for row in rows if key in row]
 
 
 def _field_error(index: int, key: str, value: object, limit: int | None) -> dict[str, str]:
