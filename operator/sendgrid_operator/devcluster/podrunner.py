@@ -212,10 +212,10 @@ class PodRun:
         done_reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
         return {
             "phase": phase,
+            # No podIP: the EndpointSlice controller refuses loopback addresses and would
+            # retry forever; without one, Services simply have no endpoints.
             "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}],
-            "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}],
             "startTime": self.start_time,
             "conditions": [
                 cond("PodReadyToStartContainers", started),
