@@ -105,3 +105,19 @@ class KeySelector(Model):
 
     name: str = Field(min_length=1, max_length=253, description="Name of the Secret or ConfigMap.")
     key: str = Field(min_length=1, max_length=253, description="Key inside its data.")
+
+
+class ObjectStatus(Model):
+    """What every status of the project's kinds starts with (kstatus)."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the status was written for."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready, Reconciling and Stalled.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

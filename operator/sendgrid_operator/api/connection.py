@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sendgrid_operator.api.common import Condition, Model
+from sendgrid_operator.api.common import Model, ObjectStatus
 
 GLOBAL_BASE_URL = "https://api.sendgrid.com"
 EU_BASE_URL = "https://api.eu.sendgrid.com"
@@ -127,18 +127,7 @@ class SendGridConnectionSpec(Model):
     )
 
 
-class SendGridConnectionStatus(Model):
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation the status was written for."
-    )
-    conditions: list[Condition] | None = Field(
-        default=None,
-        description="Ready, Reconciling and Stalled.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+class SendGridConnectionStatus(ObjectStatus):
     scopes: list[str] | None = Field(
         default=None,
         description="The Marketing scopes the key holds (from GET /v3/scopes), for diagnosis.",

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from sendgrid_operator.api.common import Condition, Model
+from sendgrid_operator.api.common import ObjectStatus
 from sendgrid_operator.api.report import ActiveRun, Progress, RunReport
 
 
-class SegmentExportStatus(Model):
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation the status was written for."
-    )
-    conditions: list[Condition] | None = Field(
-        default=None,
-        description="Ready, Reconciling and Stalled.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+class SegmentExportStatus(ObjectStatus):
     last_handled_run_request: str | None = Field(
         default=None,
         description="The last value of the run-requested-at annotation that was handled.",

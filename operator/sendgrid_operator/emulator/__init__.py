@@ -7,8 +7,9 @@ Public surface: :class:`Emulator` (the server), :class:`EmulatorConfig`, :class:
 
 from __future__ import annotations
 
-from sendgrid_operator.emulator.admin import AdminClient, RequestRecord
+from sendgrid_operator.emulator.admin import AdminClient
 from sendgrid_operator.emulator.config import DEFAULT_API_KEY, ApiKey, EmulatorConfig
+from sendgrid_operator.emulator.context import RequestRecord
 from sendgrid_operator.emulator.faults import FaultSpec
 from sendgrid_operator.emulator.ratelimit import RateLimitSpec
 from sendgrid_operator.emulator.server import Emulator

@@ -9,25 +9,11 @@ admin.add_fault("upsert", "503", count=2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One logged SendGrid-facing request."""
-
-    method: str
-    path: str
-    endpoint: str
-    status: int
-    bytes: int
-    contacts: int
-    timestamp: float
-    duration: float
-    fault: str | None = None
+from sendgrid_operator.emulator.context import RequestRecord
 
 
 class AdminClient:
