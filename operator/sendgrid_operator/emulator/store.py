@@ -353,13 +353,20 @@ class Store:
         equal what the general path makes (see ``full()``). When any row is not such a
         row, returns None before changing anything."""
         n = len(rows)
-        new = dict(zip(simple.emails, rows, strict=True))
-        if len(new) != n or not self.by_email.keys().isdisjoint(new):
+        emails = simple.emails
+        by_email = self.by_email
+        if len(emails) != n or not by_email.keys().isdisjoint(emails):
             return None
         if simple.custom_ids:
             text_ids = {fid for fid, f in self.fields.items() if f.field_type == "Text"}
             if not simple.custom_text or not simple.custom_ids <= text_ids:
                 return None
+        size = len(by_email)
+        by_email.update(zip(emails, rows, strict=True))
+        if len(by_email) != size + n:  # an email twice in the rows: undo, the general path
+            for email in emails:
+                by_email.pop(email, None)
+            return None
         list_set = frozenset(lid for lid in list_ids if lid in self.lists)
         first = self.ids.counter + 1
         ids = self.ids.take(n)
@@ -370,7 +377,7 @@ class Store:
             self.batches.append(Batch(self.ids.prefix, first, self.ids.counter, list_set, stamp))
             self._batch_firsts.append(first)
         if simple.lowered:
-            for row, email in zip(rows, simple.emails, strict=True):
+            for row, email in zip(rows, emails, strict=True):
                 row["email"] = email
         if simple.custom_every_row:
             for row, cid in zip(rows, ids, strict=True):
@@ -384,7 +391,6 @@ class Store:
             for row in rows:
                 row.update(common)
         self.contacts.update(zip(ids, rows, strict=True))
-        self.by_email.update(new)
         for lid in list_set:
             self.lists[lid].members.update(ids)
         return UpsertOutcome(created=n, touched=ids)
