@@ -12,6 +12,8 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sendgrid_operator
@@ -121,6 +123,20 @@ class DevCluster:
             self.agent.stop(grace=15.0)  # it kills its Pods' processes first
             self.agent = None
         self.control_plane.stop()
+
+    @contextmanager
+    def apiserver_stopped(self, timeout: float = 60.0) -> Iterator[None]:
+        """An API server outage for the duration of the ``with`` block.
+
+        Only kube-apiserver stops; etcd (so all objects), the controller manager, the node
+        agent and the Pods' processes keep running. On exit it starts again on the same port
+        with the same certificates, and the block returns once ``/readyz`` answers.
+        """
+        self.control_plane.stop_apiserver()
+        try:
+            yield
+        finally:
+            self.control_plane.start_apiserver(timeout)
 
     def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
         return pod_log(self.dir, namespace, name, container)

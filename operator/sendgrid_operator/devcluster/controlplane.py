@@ -230,6 +230,32 @@ class ControlPlane:
         self.components.append(component)
         component.start(env=dict(os.environ))
 
+    def _component(self, name: str) -> Component:
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise ControlPlaneError(f"no running component {name}")
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (SIGTERM, then SIGKILL): an API outage.
+
+        etcd, the controller manager and the node agent keep running and retry, as they
+        would against a real control plane whose API server is down.
+        """
+        self._component("kube-apiserver").stop()
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again with the same arguments (same port, certificates and
+        tokens, so every kubeconfig stays valid); return once ``/readyz`` answers 200."""
+        assert self.admin is not None, "control plane not started"
+        apiserver = self._component("kube-apiserver")
+        if apiserver.proc is not None and apiserver.proc.poll() is None:
+            return
+        apiserver.start(env=dict(os.environ))
+        etcd = self._component("etcd")
+        with Api(self.admin, timeout=5.0) as api:
+            wait_until(lambda: _ready(api), timeout, "kube-apiserver /readyz", [etcd, apiserver])
+
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice."""
         for component in reversed(self.components):
