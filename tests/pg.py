@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -36,9 +37,83 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PostgresServer:
+    """One running server: its URL, and :meth:`restart` (same port, same data)."""
+
+    def __init__(self, bins: Path, root: Path, as_user: list[str], port: int) -> None:
+        self.bins, self.root, self.as_user, self.port = bins, root, as_user, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *self.as_user,
+                str(self.bins / "postgres"),
+                "-D",
+                str(self.root / "data"),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(f"PostgreSQL did not start: {err[-2000:]}") from None
+                time.sleep(0.1)  # poll interval while the server starts
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: ``fast`` (SIGINT: open sessions are ended, as in a restart for
+        maintenance) or ``immediate`` (SIGQUIT: a crash-like stop)."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            # Signal the postmaster itself: ``runuser`` (when running as root) does not
+            # forward signals to it.
+            sig = signal.SIGQUIT if mode == "immediate" else signal.SIGINT
+            pid_file = self.root / "data" / "postmaster.pid"
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), sig)
+            except (OSError, ValueError, IndexError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        self.proc = None
+
+    def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        """Stop and start again on the same port with the same data directory."""
+        self.stop(mode)
+        self.start(timeout)
+
+
 @contextmanager
-def postgres_server(timeout: float = 30.0) -> Iterator[str]:
-    """Start a server; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``."""
+def postgres_instance(timeout: float = 30.0) -> Iterator[PostgresServer]:
+    """Start a server in a temp dir; yield it (``.url``, ``.restart()``); delete it after."""
     bins = bindir()
     if bins is None:
         raise RuntimeError("PostgreSQL is not installed: run `make postgres`")
@@ -67,51 +142,17 @@ def postgres_server(timeout: float = 30.0) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            *as_user,
-            str(bins / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            str(root),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    server = PostgresServer(bins, root, as_user, _free_port())
     try:
-        import psycopg
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    raise RuntimeError(f"PostgreSQL did not start: {err[-2000:]}") from None
-                time.sleep(0.1)
-        yield url
+        server.start(timeout)
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server(timeout: float = 30.0) -> Iterator[str]:
+    """Start a server; yield ``postgresql://postgres@127.0.0.1:PORT/postgres``."""
+    with postgres_instance(timeout) as server:
+        yield server.url
