@@ -265,6 +265,25 @@ def test_bulk_email_expression_exhaustively_on_short_strings() -> None:
                 assert bulk == (EMAIL_RE.match(value) is not None), repr(value)
 
 
+def test_rows_with_as_many_keys_but_other_keys_are_all_checked() -> None:
+    """The columnar check guesses every row has the first row's keys when the key counts
+    add up; a row with other keys must still be checked (or left to the general path)."""
+    first = {"email": "a@x.io", "city": "c"}
+    for second, valid in (
+        ({"email": "b@x.io", "first_name": "x" * 51}, False),
+        ({"email": "b@x.io", "first_name": 5}, False),
+        ({"email": "b@x.io", "unknown": "kept out"}, True),
+        ({"email": "b@x.io", "phone_number_id": "+15551230000"}, True),
+        ({"email": "b@x.io", "custom_fields": {TEXT: "t"}}, True),
+    ):
+        body = {"contacts": [first, second]}
+        simple = simple_upsert_body(body)
+        assert (check_upsert_body(body) == []) is valid
+        if simple is not None:
+            assert second.keys() <= {"email", "first_name", "city", "custom_fields"}
+            assert simple.custom_every_row is False
+
+
 def test_non_ascii_or_newline_emails_are_left_to_the_general_checks() -> None:
     assert simple_upsert_body({"contacts": [{"email": "ü@example.de"}]}) is None
     # EMAIL_RE's "$" accepts a trailing newline; the bulk check doesn't decide it.

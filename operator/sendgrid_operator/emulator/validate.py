@@ -161,29 +161,42 @@ def simple_rows(rows: list[Any]) -> SimpleRows | None:
     if not rows:
         return None
     try:
-        keys: set[str] = set().union(*rows)
-        if not keys <= SIMPLE_KEYS:
-            return None
         # Raises KeyError for a row without an email, TypeError for a row that isn't a dict.
         emails: list[Any] = list(map(_GET_EMAIL, rows))
+        joined = "\n".join(emails)  # TypeError: an email that isn't a string
     except (KeyError, TypeError):
         return None
-    if set(map(type, emails)) != {str} or max(map(len, emails)) > _LIMITS["email"]:
+    # Usually every row has the first row's keys: then the key counts add up, and each of
+    # those keys is found in every row (else _simple_rows starts over with all keys).
+    uniform = sum(map(len, rows)) == len(rows) * len(rows[0])
+    return _simple_rows(rows, emails, joined, set(rows[0]) if uniform else None)
+
+
+def _simple_rows(
+    rows: list[dict[str, Any]], emails: list[str], joined: str, uniform_keys: set[str] | None
+) -> SimpleRows | None:
+    keys = set().union(*rows) if uniform_keys is None else uniform_keys
+    if not keys <= SIMPLE_KEYS or max(map(len, emails)) > _LIMITS["email"]:
         return None
-    joined = "\n".join(emails)
     if (
         not joined.isascii()
         or joined.count("\n") != len(emails) - 1
         or _EMAIL_LINES_RE.fullmatch(joined + "\n") is None
     ):
         return None
-    keys.discard("email")
+    try:
+        columns = {
+            key: _column(rows, key, strict=uniform_keys is not None)
+            for key in keys
+            if key != "email"
+        }
+    except KeyError:  # the rows don't all have the first row's keys
+        return _simple_rows(rows, emails, joined, None)
     custom_ids: frozenset[str] = frozenset()
     custom_text = True
     custom_every_row = False
-    if "custom_fields" in keys:
-        keys.discard("custom_fields")
-        customs = _column(rows, "custom_fields")
+    customs = columns.pop("custom_fields", None)
+    if customs is not None:
         try:  # dict.values raises TypeError for a custom_fields that isn't an object
             value_types = set(map(type, chain.from_iterable(map(dict.values, customs))))
         except TypeError:
@@ -191,8 +204,7 @@ def simple_rows(rows: list[Any]) -> SimpleRows | None:
         custom_ids = frozenset().union(*customs)
         custom_text = value_types <= {str}
         custom_every_row = len(customs) == len(rows)
-    for key in keys:
-        values = _column(rows, key)
+    for key, values in columns.items():
         if set(map(type, values)) != {str}:
             return None
         limit = _LIMITS[key]
@@ -204,11 +216,13 @@ def simple_rows(rows: list[Any]) -> SimpleRows | None:
     return SimpleRows(emails, lowered != joined, custom_ids, custom_text, custom_every_row)
 
 
-def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
-    """The values of ``key`` in the rows that have it."""
+def _column(rows: list[dict[str, Any]], key: str, strict: bool) -> list[Any]:
+    """The values of ``key`` in the rows that have it (``strict``: KeyError unless all do)."""
     try:
         return list(map(itemgetter(key), rows))
     except KeyError:
+        if strict:
+            raise
         return [row[key] for row in rows if key in row]
 
 
