@@ -85,11 +85,25 @@ def _bodies(n_batches: int, list_id: str, field_id: str) -> list[bytes]:
     return bodies
 
 
-async def _send_all(url: str, bodies: list[bytes], wait_jobs: bool) -> float:
+async def _send_all(
+    url: str, bodies: list[bytes], wait_jobs: bool, probe_latencies: list[float] | None = None
+) -> float:
+    """Send the bodies (two in flight) and, with ``wait_jobs``, wait for every job to
+    complete. With ``probe_latencies``, a prober also asks for the contact count every
+    20 ms meanwhile and records how long each answer took (is the loop kept free?)."""
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     sem = asyncio.Semaphore(2)
     job_ids: list[str] = []
+    done = asyncio.Event()
     async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def probe(out: list[float]) -> None:
+            while not done.is_set():
+                sent = time.perf_counter()
+                async with session.get(f"{url}/v3/marketing/contacts/count") as r:
+                    assert r.status == 200, await r.text()
+                out.append(time.perf_counter() - sent)
+                await asyncio.sleep(0.02)
 
         async def send(body: bytes) -> None:
             async with sem, session.put(f"{url}/v3/marketing/contacts", data=body) as r:
@@ -97,6 +111,9 @@ async def _send_all(url: str, bodies: list[bytes], wait_jobs: bool) -> float:
                 job_ids.append((await r.json())["job_id"])
 
         started = time.perf_counter()
+        prober = None
+        if probe_latencies is not None:
+            prober = asyncio.create_task(probe(probe_latencies))
         await asyncio.gather(*(send(b) for b in bodies))
         if wait_jobs:
             for job_id in job_ids:
@@ -107,7 +124,11 @@ async def _send_all(url: str, bodies: list[bytes], wait_jobs: bool) -> float:
                         assert status == "completed", status
                         break
                     await asyncio.sleep(0.002)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        done.set()
+        if prober is not None:
+            await prober
+        return elapsed
 
 
 def _setup(url: str) -> tuple[str, str]:
@@ -145,7 +166,10 @@ def main(quick: bool) -> dict[str, Any]:
         baseline_s = asyncio.run(_send_all(base_url, bodies, wait_jobs=False))
         baseline_cpu = _cpu_seconds(base.pid) - cpu0
         cpu0 = _cpu_seconds(emu.pid)
-        emulator_s = asyncio.run(_send_all(emu_url, bodies, wait_jobs=True))
+        latencies: list[float] = []
+        emulator_s = asyncio.run(
+            _send_all(emu_url, bodies, wait_jobs=True, probe_latencies=latencies)
+        )
         emulator_cpu = _cpu_seconds(emu.pid) - cpu0
         load = os.getloadavg()[0]
     finally:
@@ -154,6 +178,8 @@ def main(quick: bool) -> dict[str, Any]:
             proc.wait(10)
     emulator_rate = total / emulator_s
     baseline_rate = total / baseline_s
+    cpu_rate = total / max(emulator_cpu, 1e-9)
+    latencies.sort()
     return {
         "contacts": total,
         "batches": n_batches,
@@ -161,13 +187,20 @@ def main(quick: bool) -> dict[str, Any]:
         "emulator_contacts_per_s": round(emulator_rate),
         "baseline_contacts_per_s": round(baseline_rate),
         "emulator_over_baseline": round(emulator_rate / baseline_rate, 3),
-        # Contacts per CPU-second of the server process: what one uncontended core achieves.
-        "emulator_contacts_per_cpu_s": round(total / max(emulator_cpu, 1e-9)),
+        # Contacts per CPU-second of the server process: what one uncontended core achieves
+        # (less noisy than the wall clock on a shared machine; /proc ticks are 10 ms).
+        "emulator_contacts_per_cpu_s": round(cpu_rate),
+        "emulator_cpu_us_per_contact": round(emulator_cpu / total * 1e6, 2),
         "baseline_contacts_per_cpu_s": round(total / max(baseline_cpu, 1e-9)),
+        # A GET answered while batches are parsed and applied (every 20 ms during the run).
+        "status_probe_ms_median": round(latencies[len(latencies) // 2] * 1000, 1),
+        "status_probe_ms_max": round(latencies[-1] * 1000, 1),
+        "status_probes": len(latencies),
         "load_average_1m": round(load, 2),
         "target_contacts_per_s": 200_000,
+        "target_contacts_per_cpu_s": 300_000,  # headroom so the wall clock holds under load
         "meets_target_wall": emulator_rate >= 200_000,
-        "meets_target_cpu": total / max(emulator_cpu, 1e-9) >= 200_000,
+        "meets_target_cpu": cpu_rate >= 300_000,
     }
 
 
