@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_operator.engine import buckets
 from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.engine.state import MAX_LISTS, ExportState
 
@@ -40,32 +41,50 @@ def _mask(values: bytearray) -> pa.Array:
 def to_send(prepared: Prepared, state: ExportState, full: bool) -> tuple[bytearray, int]:
     """A mask over the spool of the contacts to send, and how many were unchanged.
 
-    Vectorised over every spooled row (duplicates included, then masked by ``keep``), so
-    no per-contact Python object is made: this is the whole cost of an unchanged re-run
-    after reading."""
+    Vectorised bucket by bucket (:mod:`.buckets`): each bucket's kept rows are looked up
+    in the matching slice of the state's sorted keys, so the hash table is one bucket's,
+    and only the unchanged rows' indices become Python objects. This is the whole cost of
+    an unchanged re-run after reading."""
     send = bytearray(prepared.keep)
     if full or not len(state) or not prepared.profiles:
         return send, 0
-    where = pc.index_in(_u64(prepared.keys), value_set=state.keys)
-    previous = pc.take(state.content, where)
-    changed = pc.fill_null(pc.not_equal(previous, _u32(prepared.content)), True)
-    selected = pc.and_(_mask(prepared.keep), changed).cast(pa.uint8())
-    send = bytearray(selected.buffers()[1].to_pybytes()[: len(send)])
+    keys = _u64(prepared.keys)
+    content = _u32(prepared.content)
+    keep = _mask(prepared.keep)
+    bits = buckets.bits_for(max(len(keys), len(state)))
+    ids = buckets.bucket_ids(keys, bits) if bits else None
+    for bucket, (offset, length) in enumerate(buckets.slices(state.keys, bits)):
+        if not length:
+            continue  # every key of this bucket is new
+        rows = buckets.rows_in(ids, bucket, keep)
+        if not len(rows):
+            continue
+        where = pc.index_in(pc.take(keys, rows), value_set=state.keys.slice(offset, length))
+        previous = pc.take(state.content.slice(offset, length), where)
+        same = pc.fill_null(pc.equal(previous, pc.take(content, rows)), False)
+        for i in pc.filter(rows, same).to_pylist():
+            send[i] = 0
+        del rows, where, previous, same
     return send, prepared.profiles - send.count(1)
 
 
-def _remap_flags(state: ExportState, list_ids: Sequence[str]) -> pa.Array:
+def _remap_flags(flags: pa.Array, old_ids: Sequence[str], list_ids: Sequence[str]) -> pa.Array:
     """The old flags with bits moved to the positions of ``list_ids`` (others dropped)."""
-    if list(state.list_ids) == list(list_ids) or not len(state):
-        return state.flags
-    flags = pa.array([0] * len(state), pa.uint16())
-    for old_bit, list_id in enumerate(state.list_ids):
+    if list(old_ids) == list(list_ids) or not len(flags):
+        return flags
+    remapped = pa.nulls(len(flags), pa.uint16()).fill_null(0)
+    for old_bit, list_id in enumerate(old_ids):
         if list_id not in list_ids:
             continue
         new_bit = list(list_ids).index(list_id)
-        has = pc.not_equal(pc.bit_wise_and(state.flags, pa.scalar(1 << old_bit, pa.uint16())), 0)
-        flags = pc.if_else(has, pc.bit_wise_or(flags, pa.scalar(1 << new_bit, pa.uint16())), flags)
-    return flags
+        has = pc.not_equal(pc.bit_wise_and(flags, pa.scalar(1 << old_bit, pa.uint16())), 0)
+        remapped = pc.if_else(
+            has, pc.bit_wise_or(remapped, pa.scalar(1 << new_bit, pa.uint16())), remapped
+        )
+    return remapped
+
+
+_NO_CONTENT = pa.scalar(0, pa.uint32())
 
 
 def next_state(
@@ -77,57 +96,88 @@ def next_state(
     foreign: Mapping[str, array[int]] | None = None,
     removed: Mapping[str, Sequence[int]] | None = None,
 ) -> ExportState:
-    """The state after this run (see the module docstring for the rules)."""
+    """The state after this run (see the module docstring for the rules).
+
+    Built bucket by bucket (:mod:`.buckets`): each bucket's kept rows are merged with the
+    matching slice of the old state and sorted, and the buckets, in order, are the new
+    sorted arrays (chunked, one chunk per bucket), so no step holds a second copy of all
+    of them."""
     list_ids = list(list_ids)[:MAX_LISTS]
     all_bits = (1 << len(list_ids)) - 1
-    kept = prepared.kept_indices()
-    keys = pc.take(_u64(prepared.keys), kept)
-    content = pc.take(_u32(prepared.content), kept)
-    was_sent = pc.take(_mask(send), kept)
-    was_applied = pc.take(_mask(applied), kept)
-    known = pc.or_(was_applied, pc.invert(was_sent))
-    new_content = pc.if_else(known, content, pa.scalar(0, pa.uint32()))
-    bits = pc.if_else(was_applied, pa.scalar(all_bits, pa.uint16()), pa.scalar(0, pa.uint16()))
-    for position, list_id in enumerate(list_ids):
-        others = (foreign or {}).get(list_id)
-        if others:
-            not_ours = pc.is_in(keys, value_set=_u64(others))
-            bits = pc.if_else(
-                not_ours,
-                pc.bit_wise_and(bits, pa.scalar(all_bits & ~(1 << position), pa.uint16())),
-                bits,
-            )
-    if len(state):
-        current = pa.table({"key": keys, "c_content": new_content, "c_bits": bits})
-        old = pa.table({"key": state.keys, "o_flags": _remap_flags(state, list_ids)})
-        joined = current.join(old, keys="key", join_type="full outer", use_threads=False)
-        del current, old
-        key = joined.column("key").combine_chunks()
-        flags = pc.bit_wise_or(
-            pc.fill_null(joined.column("c_bits"), 0), pc.fill_null(joined.column("o_flags"), 0)
-        ).combine_chunks()
-        flags = flags.cast(pa.uint16())
-        new = pc.fill_null(joined.column("c_content"), 0).combine_chunks().cast(pa.uint32())
-        del joined
-    else:  # first run (or state lost): nothing to merge
-        key, flags, new = keys, bits, new_content
-    for list_id, gone in (removed or {}).items():
-        if not gone or list_id not in list_ids:
-            continue
-        bit = 1 << list_ids.index(list_id)
-        hit = pc.is_in(key, value_set=_u64(gone))
+    keys = _u64(prepared.keys)
+    content = _u32(prepared.content)
+    keep = _mask(prepared.keep)
+    sent = _mask(send)
+    was_applied = _mask(applied)
+    bits = buckets.bits_for(max(len(keys), len(state)))
+    ids = buckets.bucket_ids(keys, bits) if bits else None
+    others = {
+        list_id: buckets.split_values(_u64(values), bits)
+        for list_id, values in (foreign or {}).items()
+        if values and list_id in list_ids
+    }
+    gone = {
+        list_id: buckets.split_values(_u64(values), bits)
+        for list_id, values in (removed or {}).items()
+        if values and list_id in list_ids
+    }
+    out_keys: list[pa.Array] = []
+    out_content: list[pa.Array] = []
+    out_flags: list[pa.Array] = []
+    for bucket, (offset, length) in enumerate(buckets.slices(state.keys, bits)):
+        rows = buckets.rows_in(ids, bucket, keep)
+        key = pc.take(keys, rows)
+        applied_here = pc.take(was_applied, rows)
+        known = pc.or_(applied_here, pc.invert(pc.take(sent, rows)))
+        new = pc.if_else(known, pc.take(content, rows), _NO_CONTENT)
         flags = pc.if_else(
-            hit, pc.bit_wise_and(flags, pa.scalar(0xFFFF & ~bit, pa.uint16())), flags
+            applied_here, pa.scalar(all_bits, pa.uint16()), pa.scalar(0, pa.uint16())
         )
-        # a removed contact that comes back must be sent again (to be re-added)
-        new = pc.if_else(hit, pa.scalar(0, pa.uint32()), new)
-    live = pc.or_(pc.not_equal(new, 0), pc.not_equal(flags, 0))
-    table = pa.table({"key": key, "content": new, "flags": flags}).filter(live)
-    table = table.sort_by("key")
+        del rows, applied_here, known
+        for position, list_id in enumerate(list_ids):
+            not_ours_keys = others.get(list_id)
+            if not_ours_keys is not None and len(not_ours_keys[bucket]):
+                not_ours = pc.is_in(key, value_set=not_ours_keys[bucket])
+                flags = pc.if_else(
+                    not_ours,
+                    pc.bit_wise_and(flags, pa.scalar(all_bits & ~(1 << position), pa.uint16())),
+                    flags,
+                )
+        if length:  # merge with the old state's slice: a full outer join on the key
+            old_keys = state.keys.slice(offset, length)
+            old_flags = _remap_flags(state.flags.slice(offset, length), state.list_ids, list_ids)
+            if len(key):
+                where = pc.index_in(key, value_set=old_keys)
+                flags = pc.bit_wise_or(flags, pc.fill_null(pc.take(old_flags, where), 0))
+                only_old = pc.invert(pc.is_in(old_keys, value_set=key))
+                old_keys = pc.filter(old_keys, only_old)
+                old_flags = pc.filter(old_flags, only_old)
+                del where, only_old
+            key = pa.concat_arrays([key, old_keys])
+            flags = pa.concat_arrays([flags.cast(pa.uint16()), old_flags.cast(pa.uint16())])
+            new = pa.concat_arrays([new, pa.nulls(len(old_keys), pa.uint32()).fill_null(0)])
+            del old_keys, old_flags
+        for list_id, removals in gone.items():
+            if not len(removals[bucket]):
+                continue
+            bit = 1 << list_ids.index(list_id)
+            hit = pc.is_in(key, value_set=removals[bucket])
+            flags = pc.if_else(
+                hit, pc.bit_wise_and(flags, pa.scalar(0xFFFF & ~bit, pa.uint16())), flags
+            )
+            # a removed contact that comes back must be sent again (to be re-added)
+            new = pc.if_else(hit, _NO_CONTENT, new)
+        live = pc.or_(pc.not_equal(new, 0), pc.not_equal(flags, 0))
+        key, new, flags = pc.filter(key, live), pc.filter(new, live), pc.filter(flags, live)
+        order = pc.sort_indices(key)
+        out_keys.append(pc.take(key, order))
+        out_content.append(pc.take(new, order).cast(pa.uint32()))
+        out_flags.append(pc.take(flags, order).cast(pa.uint16()))
+        del key, new, flags, live, order
     return ExportState(
         state.salt,
         list_ids,
-        table.column("key").combine_chunks(),
-        table.column("content").combine_chunks(),
-        table.column("flags").combine_chunks(),
+        pa.chunked_array(out_keys, pa.uint64()),
+        pa.chunked_array(out_content, pa.uint32()),
+        pa.chunked_array(out_flags, pa.uint16()),
     )

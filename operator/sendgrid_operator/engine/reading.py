@@ -6,8 +6,10 @@ would cost a second database query or download (and the source may change in bet
 keeping contacts in memory would not fit a 1,000,000-profile export in 200 MB. So each
 valid row is encoded once and appended to a temporary file (about 150 bytes a contact),
 and memory holds only fixed-width arrays per row: the email key (8 bytes), the content
-hash (4), the segment (1) and the spool offset (8). De-duplication (first occurrence wins)
-runs on those arrays after the pass, with pyarrow's hash aggregation.
+hash (4) and the encoded length (4), 16 bytes a row. A record's offset in the spool is
+derived from the lengths when it is needed (rarely: rejected rows, dry runs), and its
+segment from where each segment's rows start. De-duplication (first occurrence wins) runs
+on those arrays after the pass, bucket by bucket (:mod:`.buckets`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import struct
 import tempfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 
 from sendgrid_operator.api.export import Segment
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
+from sendgrid_operator.engine import buckets
 from sendgrid_operator.engine.batching import overhead
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
 from sendgrid_operator.engine.outcomes import Reason, RunStopped
@@ -37,33 +40,36 @@ from sendgrid_operator.engine.state import ExportState
 
 TOO_LARGE = "too_large"
 _RECORD = struct.Struct("<HII")  # segment index, row number, JSON length
+_STRIDE = 256  # Spool: one remembered offset per this many records
 TICK_ROWS = 2048
 
 Tick = Callable[[int, int | None], None]  # (rows read, expected total)
 
 
 class Spool:
-    """An append-only temporary file of encoded contacts, with their offsets."""
+    """An append-only temporary file of encoded contacts.
+
+    Memory holds only each record's encoded length (:attr:`lengths`, 4 bytes a record);
+    random access (:meth:`read_many`) derives offsets from them, every ``_STRIDE``-th one
+    kept, and walks forward from there."""
 
     def __init__(self, directory: Path | None) -> None:
         fd, self.path = tempfile.mkstemp(prefix="sgexport-spool-", dir=directory)
         self._out: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
         self.write = self._out.write
-        self.offsets = array("Q")
-        self.position = 0
+        self.lengths = array("I")
+        self._checkpoints: array[int] | None = None
 
     def append(self, segment: int, row: int, encoded: bytes) -> None:
-        self.offsets.append(self.position)
-        header = _RECORD.pack(segment, row, len(encoded))
-        self._out.write(header)
+        self.lengths.append(len(encoded))
+        self._out.write(_RECORD.pack(segment, row, len(encoded)))
         self._out.write(encoded)
-        self.position += len(header) + len(encoded)
 
     def finish(self) -> None:
         self._out.close()
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.lengths)
 
     def scan(self) -> Iterator[tuple[int, int, int, bytes]]:
         """``(index, segment, row, encoded)`` in spool order."""
@@ -71,14 +77,47 @@ class Spool:
         unpack = _RECORD.unpack
         with open(self.path, "rb", buffering=1 << 20) as f:
             read = f.read
-            for index in range(len(self.offsets)):
+            for index in range(len(self.lengths)):
                 segment, row, length = unpack(read(size))
                 yield index, segment, row, read(length)
 
+    def _offsets(self) -> array[int]:
+        """The offset of every ``_STRIDE``-th record (built once, on first use)."""
+        if self._checkpoints is None:
+            checkpoints = array("Q")
+            position = 0
+            size = _RECORD.size
+            lengths = self.lengths
+            for start in range(0, len(lengths), _STRIDE):
+                checkpoints.append(position)
+                chunk = lengths[start : start + _STRIDE]
+                position += sum(chunk) + size * len(chunk)
+            self._checkpoints = checkpoints
+        return self._checkpoints
+
+    def read_many(
+        self, handle: IO[bytes], indices: Iterable[int]
+    ) -> Iterator[tuple[int, int, int, bytes]]:
+        """``(index, segment, row, encoded)`` for ``indices`` (fastest in ascending order)."""
+        checkpoints = self._offsets()
+        lengths = self.lengths
+        size = _RECORD.size
+        cursor = -1  # the record the handle is positioned at, -1: unknown
+        for index in indices:
+            if cursor < 0 or index < cursor or index - cursor >= _STRIDE:
+                cursor = index - index % _STRIDE
+                handle.seek(checkpoints[cursor // _STRIDE])
+            while cursor < index:
+                handle.seek(size + lengths[cursor], os.SEEK_CUR)
+                cursor += 1
+            segment, row, length = _RECORD.unpack(handle.read(size))
+            yield index, segment, row, handle.read(length)
+            cursor += 1
+
     def read(self, handle: IO[bytes], index: int) -> tuple[int, int, bytes]:
-        handle.seek(self.offsets[index])
-        segment, row, length = _RECORD.unpack(handle.read(_RECORD.size))
-        return segment, row, handle.read(length)
+        for _, segment, row, encoded in self.read_many(handle, (index,)):
+            return segment, row, encoded
+        raise IndexError(index)  # pragma: no cover - read_many yields once
 
     def remove(self) -> None:
         try:
@@ -97,7 +136,7 @@ class Prepared:
     spool: Spool
     keys: array[int] = field(default_factory=lambda: array("Q"))
     content: array[int] = field(default_factory=lambda: array("I"))
-    seg: array[int] = field(default_factory=lambda: array("B"))
+    seg_starts: list[int] = field(default_factory=list)  # first spool index of each segment
     present_extra: array[int] = field(default_factory=lambda: array("Q"))
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
     invalid_samples: list[RejectedRow] = field(default_factory=list)
@@ -126,19 +165,24 @@ class Prepared:
         """Total encoded size of the contacts selected by ``mask``."""
         if mask == self.keep and not force:
             return self.payload_bytes
-        offsets = self.spool.offsets
-        n = len(offsets)
-        if not n:
-            return 0
-        if mask.count(1) == n:
-            return self.spool.position - n * _RECORD.size
+        lengths = self.spool.lengths
+        everything = pa.Array.from_buffers(pa.uint32(), len(lengths), [None, pa.py_buffer(lengths)])
+        selected = mask_array(mask)
         total = 0
-        end_of_file = self.spool.position
-        for i in range(n):
-            if mask[i]:
-                end = offsets[i + 1] if i + 1 < n else end_of_file
-                total += end - offsets[i] - _RECORD.size
+        for start in range(0, len(lengths), buckets.SLICE):
+            part = pc.filter(
+                everything.slice(start, buckets.SLICE), selected.slice(start, buckets.SLICE)
+            )
+            total += pc.sum(part).as_py() or 0  # a uint64 sum
         return total
+
+    def release(self) -> None:
+        """Drop the per-row arrays once nothing needs them (before the state is written)."""
+        self.keys = array("Q")
+        self.content = array("I")
+        self.present_extra = array("Q")
+        self.spool.lengths = array("I")
+        self.keep = bytearray()
 
 
 def _u64(values: array[int]) -> pa.Array:
@@ -230,12 +274,11 @@ def _read_all(
     crc32 = zlib.crc32
     blake2b = hashlib.blake2b
     from_bytes = int.from_bytes
-    keys, content, seg_arr = prepared.keys, prepared.content, prepared.seg
+    keys, content = prepared.keys, prepared.content
     spool = prepared.spool
-    offsets = spool.offsets
+    lengths = spool.lengths
     write = spool.write
     pack = _RECORD.pack
-    header_size = _RECORD.size
     by_reason = prepared.invalid_by_reason
     check_at = max_profiles + 1
     total_read = 0
@@ -243,6 +286,7 @@ def _read_all(
         counts = prepared.segments[seg_index]
         source = build_source(segment.source, resolver)
         prepared.labels.append(source.label)
+        prepared.seg_starts.append(len(keys))
         read = invalid = 0
         try:
             columns = source.open(compiled.columns)
@@ -269,11 +313,10 @@ def _read_all(
                         )
                     )
                     content.append(crc32(encoded, seed) or 1)
-                    seg_arr.append(seg_index)
-                    offsets.append(spool.position)
-                    write(pack(seg_index, row_number, len(encoded)))
+                    size = len(encoded)
+                    lengths.append(size)
+                    write(pack(seg_index, row_number, size))
                     write(encoded)
-                    spool.position += header_size + len(encoded)
                     if len(keys) >= check_at:
                         unique = pc.count_distinct(_u64(keys)).as_py()
                         if unique > max_profiles:
@@ -294,36 +337,40 @@ def _read_all(
 
 
 def _deduplicate(prepared: Prepared) -> None:
-    """First occurrence wins: a stable sort by key puts each key's first row first in its
-    run; the others are duplicates (usually few), so only they become Python objects."""
+    """First occurrence wins: within each key bucket (:mod:`.buckets`), a stable sort by
+    key puts each key's first row first in its run; the others are duplicates (usually
+    few), so only they become Python objects."""
     n = len(prepared.keys)
     keep = bytearray(b"\x01") * n
     if n > 1:
         keys = _u64(prepared.keys)
-        order = pc.sort_indices(keys)  # stable
-        ordered = pc.take(keys, order)
-        repeat = pc.equal(ordered.slice(1), ordered.slice(0, n - 1))
-        duplicates = pc.filter(order.slice(1), repeat)
-        for i in duplicates.to_pylist():
-            keep[i] = 0
-        del keys, order, ordered, repeat, duplicates
+        bits = buckets.bits_for(n)
+        ids = buckets.bucket_ids(keys, bits) if bits else None
+        for bucket in range(1 << bits):
+            if ids is None:
+                rows, bucket_keys = None, keys
+            else:
+                rows = buckets.rows_in(ids, bucket)
+                bucket_keys = pc.take(keys, rows)
+            m = len(bucket_keys)
+            if m < 2:
+                continue
+            order = pc.sort_indices(bucket_keys)  # stable
+            ordered = pc.take(bucket_keys, order)
+            repeat = pc.equal(ordered.slice(1), ordered.slice(0, m - 1))
+            duplicates = pc.filter(order.slice(1), repeat)
+            if rows is not None and len(duplicates):
+                duplicates = pc.take(rows, duplicates)
+            for i in duplicates.to_pylist():
+                keep[i] = 0
+            del rows, bucket_keys, order, ordered, repeat, duplicates
+        del keys, ids
     prepared.keep = keep
     prepared.profiles = keep.count(1)
-    seg = prepared.seg
     segments = prepared.segments
-    for counts in segments:
-        counts.profiles = counts.duplicates = 0
-    profiles = [0] * len(segments)
-    if len(segments) == 1:
-        profiles[0] = prepared.profiles
-    else:
-        for i in range(n):
-            if keep[i]:
-                profiles[seg[i]] += 1
-    per_segment_valid = [0] * len(segments)
-    for index in range(len(segments)):
-        per_segment_valid[index] = seg.count(index) if len(segments) > 1 else n
+    starts = [*prepared.seg_starts, n]
     for index, counts in enumerate(segments):
-        counts.profiles = profiles[index]
-        counts.duplicates = per_segment_valid[index] - profiles[index]
+        first, end = starts[index], starts[index + 1]
+        counts.profiles = keep.count(1, first, end) if len(segments) > 1 else prepared.profiles
+        counts.duplicates = (end - first) - counts.profiles
     prepared.payload_bytes = prepared.payload_size(keep, force=True)

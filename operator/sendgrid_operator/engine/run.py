@@ -35,7 +35,7 @@ from sendgrid_operator.api.report import (
     RunCounts,
     RunReport,
 )
-from sendgrid_operator.engine import incremental, mirror
+from sendgrid_operator.engine import incremental, memory, mirror
 from sendgrid_operator.engine.batching import lower_bound, overhead
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping
 from sendgrid_operator.engine.outcomes import (
@@ -106,6 +106,7 @@ async def run_export(
     ``incremental: false``.
     """
     settings = settings or EngineSettings()
+    memory.configure()
     own_client = client is None
     if client is None:
         client = SendGridClient(
@@ -194,7 +195,9 @@ class _Run:
         state = saved or ExportState.new(self.list_ids)
         prepared = await self._read(compiled, state)
         self.prepared = prepared
+        memory.release()
         send, unchanged = incremental.to_send(prepared, state, self.full)
+        memory.release()
         self.report.full_run = self.full or saved is None
         c = self.counts
         c.unchanged = unchanged
@@ -379,6 +382,8 @@ class _Run:
 
         uploader = Uploader(self.client, self.settings, self.list_ids, prepared, send, on_progress)
         out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING))
+        prepared.spool.lengths = array("I")  # the spool is not read again
+        memory.release()
         c = self.counts
         c.sent = out.sent
         c.created = out.created
@@ -442,6 +447,10 @@ class _Run:
                     foreign,
                     removals.removed_keys,
                 )
+                # nothing reads the per-row arrays or the old state any more
+                prepared.release()
+                state.release()
+                memory.release()
                 self.store.save(new_state.encode())
         except OSError as exc:
             self.notes.append(f"The state could not be saved ({exc}); the next run is a full run.")

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import importlib
 import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any, Protocol
 
 import httpx
@@ -250,12 +253,34 @@ def _arrow_kind(arrow_type: Any) -> ColumnKind:
     return "other"
 
 
+#: pyarrow's cloud filesystems, which ``pyarrow.parquet`` loads through ``pyarrow.fs``.
+_CLOUD_FILESYSTEMS = ("pyarrow._s3fs", "pyarrow._gcsfs", "pyarrow._azurefs", "pyarrow._hdfs")
+
+
+def _parquet_module() -> ModuleType:
+    """``pyarrow.parquet``, imported (when it is the first to load ``pyarrow.fs``) without
+    pyarrow's S3, GCS, Azure and HDFS filesystems: the engine reads local files and file
+    handles only (URLs are downloaded with httpx), and those libraries cost about 8 MB of
+    resident memory. They stay importable directly; only ``pyarrow.fs``'s shortcuts to them
+    are missing in such a process."""
+    if "pyarrow.parquet" not in sys.modules and "pyarrow.fs" not in sys.modules:
+        blocked = [name for name in _CLOUD_FILESYSTEMS if name not in sys.modules]
+        for name in blocked:
+            sys.modules[name] = None  # type: ignore[assignment]  # makes the import fail
+        try:
+            importlib.import_module("pyarrow.parquet")
+        finally:
+            for name in blocked:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    return importlib.import_module("pyarrow.parquet")
+
+
 class ParquetSource(FileSourceBase):
     """Parquet read one record batch at a time, only the mapped columns."""
 
     def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
-        import pyarrow.parquet as pq
-
+        pq = _parquet_module()
         try:
             self._pf = pq.ParquetFile(self._handle())
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...

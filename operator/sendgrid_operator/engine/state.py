@@ -23,6 +23,7 @@ mirror removes nothing that run.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,11 +31,13 @@ import re
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +110,16 @@ class StateError(Exception):
     """The saved bytes are not a state this version can read."""
 
 
-def _u64(values: pa.Array) -> bytes:
-    return bytes(values.buffers()[1])[: 8 * len(values)] if len(values) else b""
-
-
 @dataclass
 class ExportState:
     salt: bytes
     list_ids: list[str]
-    keys: pa.Array  # uint64, sorted ascending, unique
-    content: pa.Array  # uint32
-    flags: pa.Array  # uint16
+    # uint64 keys, sorted ascending, unique; uint32 content; uint16 flags. Decoded states
+    # hold arrays; a state built by incremental.next_state holds chunked arrays (one chunk
+    # per key bucket), which only encode() reads.
+    keys: pa.Array
+    content: pa.Array
+    flags: pa.Array
 
     @classmethod
     def new(cls, list_ids: list[str] | None = None) -> ExportState:
@@ -131,6 +133,12 @@ class ExportState:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def release(self) -> None:
+        """Drop the arrays (keeping salt and lists) once nothing reads them."""
+        self.keys = pa.array([], pa.uint64())
+        self.content = pa.array([], pa.uint32())
+        self.flags = pa.array([], pa.uint16())
 
     # -- hashing ------------------------------------------------------------------------
     def email_key(self, email: str) -> int:
@@ -156,26 +164,30 @@ class ExportState:
 
     # -- bytes --------------------------------------------------------------------------
     def encode(self) -> bytes:
-        import pyarrow.compute as pc
-
+        """Header, then zlib of: the first key and the deltas between sorted keys (8 bytes
+        each), the content hashes (4), the flags (2). Compressed piece by piece from the
+        arrays' own buffers, so no uncompressed copy of the whole body is made."""
         header = json.dumps(
             {"version": VERSION, "salt": self.salt.hex(), "lists": self.list_ids, "n": len(self)}
         ).encode()
-        keys = self.keys.cast(pa.uint64())
-        if len(keys):
-            deltas = pc.subtract_checked(keys.slice(1), keys.slice(0, len(keys) - 1))
-            body = _u64(keys.slice(0, 1)) + _u64(
-                deltas.combine_chunks() if isinstance(deltas, pa.ChunkedArray) else deltas
-            )
-        else:
-            body = b""
-        body += _fixed(self.content, 4) + _fixed(self.flags, 2)
-        return MAGIC + struct.pack("<BI", VERSION, len(header)) + header + zlib.compress(body, 6)
+        packer = zlib.compressobj(6)
+        out = io.BytesIO()  # getvalue() hands over its buffer: the result is never copied
+        out.write(MAGIC + struct.pack("<BI", VERSION, len(header)) + header)
+        previous = pa.array([0], pa.uint64())
+        for piece in _pieces(self.keys, pa.uint64()):
+            shifted = pa.concat_arrays([previous, piece.slice(0, len(piece) - 1)])
+            out.write(packer.compress(_view(pc.subtract_checked(piece, shifted), 8)))
+            previous = piece.slice(len(piece) - 1)
+        for piece in _pieces(self.content, pa.uint32()):
+            out.write(packer.compress(_view(piece, 4)))
+        for piece in _pieces(self.flags, pa.uint16()):
+            out.write(packer.compress(_view(piece, 2)))
+        out.write(packer.flush())
+        return out.getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> ExportState:
-        import pyarrow.compute as pc
-
+        """The inverse of :meth:`encode`, decompressed one array at a time."""
         if not data.startswith(MAGIC):
             raise StateError("not an export state")
         try:
@@ -184,25 +196,51 @@ class ExportState:
                 raise StateError(f"state version {version} is not supported")
             start = len(MAGIC) + 5
             header: dict[str, Any] = json.loads(data[start : start + hlen])
-            body = zlib.decompress(data[start + hlen :])
+            n = int(header["n"])
+            unpacker = zlib.decompressobj()
+            pending = memoryview(data)[start + hlen :]
+
+            def part(size: int) -> pa.Buffer:
+                nonlocal pending
+                if not size:
+                    return pa.py_buffer(b"")
+                chunk = unpacker.decompress(pending, size)
+                pending = memoryview(unpacker.unconsumed_tail)
+                if len(chunk) != size:
+                    raise StateError("corrupt state: size does not match")
+                return pa.py_buffer(chunk)
+
+            deltas = pa.Array.from_buffers(pa.uint64(), n, [None, part(8 * n)])
+            keys = pc.cumulative_sum(deltas) if n else deltas
+            del deltas
+            content = pa.Array.from_buffers(pa.uint32(), n, [None, part(4 * n)])
+            flags = pa.Array.from_buffers(pa.uint16(), n, [None, part(2 * n)])
+            if unpacker.decompress(pending, 1) or not unpacker.eof:
+                raise StateError("corrupt state: size does not match")
         except (struct.error, ValueError, zlib.error) as exc:
             raise StateError(f"corrupt state: {exc}") from exc
-        n = int(header["n"])
-        if len(body) != n * 14:
-            raise StateError("corrupt state: size does not match")
-        deltas = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(body[: 8 * n])])
-        keys = pc.cumulative_sum(deltas) if n else deltas
-        content = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(body[8 * n : 12 * n])])
-        flags = pa.Array.from_buffers(pa.uint16(), n, [None, pa.py_buffer(body[12 * n :])])
         return cls(bytes.fromhex(header["salt"]), list(header["lists"]), keys, content, flags)
 
 
-def _fixed(values: pa.Array, width: int) -> bytes:
-    if not len(values):
-        return b""
-    if values.offset or values.null_count:
-        values = pa.concat_arrays([values])
-    return bytes(values.buffers()[1])[values.offset * width : (values.offset + len(values)) * width]
+#: Keys, content and flags are encoded this many entries at a time.
+_PIECE = 1 << 16
+
+
+def _pieces(values: pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> Iterator[pa.Array]:
+    """Non-empty slices of at most ``_PIECE`` entries, without nulls, of ``arrow_type``."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    for chunk in chunks:
+        chunk = chunk.cast(arrow_type)
+        if chunk.null_count:
+            chunk = chunk.fill_null(0)
+        for start in range(0, len(chunk), _PIECE):
+            yield chunk.slice(start, _PIECE)
+
+
+def _view(values: pa.Array, width: int) -> memoryview:
+    """The bytes of a fixed-width array without nulls, without copying them."""
+    start = values.offset * width
+    return memoryview(values.buffers()[1])[start : start + len(values) * width]
 
 
 def load_state(store: StateStore) -> tuple[ExportState | None, str | None]:

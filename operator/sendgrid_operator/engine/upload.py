@@ -20,11 +20,11 @@ import logging
 import re
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
-from sendgrid_operator.engine.batching import BodyBuilder
+from sendgrid_operator.engine.batching import BodyBuilder, BodyWriter
 from sendgrid_operator.engine.plan import EngineSettings
 from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.sendgrid import ImportStatus, RequestRejected, SendGridClient, SendGridError
@@ -75,6 +75,9 @@ class Uploader:
         self._verifiers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
         self._spool_handle = open(prepared.spool.path, "rb")  # noqa: SIM115 - closed in run()
+        self._bodies = BodyBuilder(
+            list_ids, settings.max_contacts_per_upsert, settings.max_upsert_bytes
+        )
 
     def _progress(self) -> None:
         if self._on_progress is not None:
@@ -94,7 +97,7 @@ class Uploader:
     # -- producing bodies ----------------------------------------------------------------
     async def _produce(self) -> None:
         s = self.settings
-        builder = BodyBuilder(self.list_ids, s.max_contacts_per_upsert, s.max_upsert_bytes)
+        writer = BodyWriter(self.list_ids, s.max_contacts_per_upsert, s.max_upsert_bytes)
         indices = array("I")
         send = self.send
         uploads: list[asyncio.Task[None]] = []
@@ -107,24 +110,29 @@ class Uploader:
                 continue
             if self.outcome.error is not None:
                 break
-            if not builder.fits(encoded):
-                uploads.append(await self._dispatch(builder, indices))
-                builder.reset()
+            if not writer.fits(encoded):
+                uploads.append(self._dispatch(writer.take(), indices))
                 indices = array("I")
-            builder.add(encoded)
+            if not len(writer):
+                # a body takes its slot when it starts, so at most upload_concurrency
+                # bodies exist at once, the one being filled included
+                await self._slots.acquire()
+            writer.add(encoded)
             indices.append(index)
-        if len(builder) and self.outcome.error is None:
-            uploads.append(await self._dispatch(builder, indices))
+        if len(writer):
+            if self.outcome.error is None:
+                uploads.append(self._dispatch(writer.take(), indices))
+            else:
+                self._slots.release()
         await asyncio.gather(*uploads)
 
-    async def _dispatch(self, builder: BodyBuilder, indices: array[int]) -> asyncio.Task[None]:
-        await self._slots.acquire()
-        pieces = list(builder.pieces)
-        return asyncio.create_task(self._upload(builder, pieces, indices))
+    def _dispatch(self, body: bytes, indices: array[int]) -> asyncio.Task[None]:
+        """Send a body whose slot is taken; the upload releases it."""
+        return asyncio.create_task(self._upload(body, indices))
 
-    async def _upload(self, builder: BodyBuilder, pieces: list[bytes], indices: array[int]) -> None:
+    async def _upload(self, body: bytes, indices: array[int]) -> None:
         try:
-            accepted = await self._send(builder, pieces, list(indices))
+            accepted = await self._send(indices, body=body)
         except SendGridError as exc:
             if self.outcome.error is None:
                 self.outcome.error = exc
@@ -135,16 +143,31 @@ class Uploader:
             self.outcome.job_ids.append(job_id)
             self._verifiers.append(asyncio.create_task(self._verify(job_id, array("I", positions))))
 
+    def _pieces(self, positions: Sequence[int]) -> list[bytes]:
+        """The encoded contacts at ``positions``, read back from the spool."""
+        spool = self.prepared.spool
+        return [encoded for _, _, _, encoded in spool.read_many(self._spool_handle, positions)]
+
     async def _send(
-        self, builder: BodyBuilder, pieces: list[bytes], positions: list[int]
-    ) -> list[tuple[str, list[int]]]:
-        """Upsert ``pieces``; on a whole-body 400, isolate the bad rows and send the rest."""
+        self,
+        positions: Sequence[int],
+        pieces: list[bytes] | None = None,
+        body: bytes | None = None,
+    ) -> list[tuple[str, Sequence[int]]]:
+        """Upsert ``body`` (or one built from ``pieces``); on a whole-body 400, isolate
+        the bad rows and send the rest. The pieces are read back from the spool only then."""
         self.outcome.upsert_requests += 1
         try:
-            job_id = await self.client.upsert(builder.build(pieces))
+            if body is None:
+                assert pieces is not None
+                body = self._bodies.build(pieces)
+            job_id = await self.client.upsert(body)
         except RequestRejected as exc:
             if exc.status != 400 or _about_request(exc):
                 raise
+            body = None
+            if pieces is None:
+                pieces = self._pieces(positions)
             named = _named_rows(exc, len(pieces))
             if named:
                 for i, message in named.items():
@@ -152,18 +175,16 @@ class Uploader:
                 keep = [i for i in range(len(pieces)) if i not in named]
                 if not keep:
                     return []
-                return await self._send(
-                    builder, [pieces[i] for i in keep], [positions[i] for i in keep]
-                )
+                return await self._send([positions[i] for i in keep], [pieces[i] for i in keep])
             if len(pieces) == 1:
                 detail = "; ".join(e.message for e in exc.errors if e.message)
                 self._reject(positions[0], detail or exc.message)
                 return []
             half = len(pieces) // 2
-            first = await self._send(builder, pieces[:half], positions[:half])
-            second = await self._send(builder, pieces[half:], positions[half:])
+            first = await self._send(positions[:half], pieces[:half])
+            second = await self._send(positions[half:], pieces[half:])
             return first + second
-        self.outcome.sent += len(pieces)
+        self.outcome.sent += len(positions)
         self._progress()
         return [(job_id, positions)]
 
@@ -259,8 +280,7 @@ class Uploader:
             if found is None and email:
                 if by_email is None:
                     by_email = {}
-                    for p in positions:
-                        _, _, encoded = spool.read(handle, p)
+                    for p, _, _, encoded in spool.read_many(handle, positions):
                         by_email[json.loads(encoded)["email"]] = p
                 found = by_email.get(email)
             if found is None:

@@ -48,6 +48,10 @@ REMOVE_IDS_PER_REQUEST = 100
 #: Emails per search request (facts §5: "up to 100 contacts").
 SEARCH_EMAILS_PER_REQUEST = 100
 MARKETING_SCOPE = "marketing.read"
+#: Bodies larger than this are sent in pieces of this size (with their Content-Length):
+#: given whole, the event loop's transport copies what the socket does not take at once,
+#: nearly a second copy of a 6 MB upsert per connection.
+STREAM_CHUNK = 1 << 18
 _MAX_MESSAGE = 300
 
 
@@ -189,6 +193,8 @@ class SendGridClient:
             content = json.dumps(json_body).encode()
         if content is not None:
             headers["Content-Type"] = "application/json"
+            if len(content) > STREAM_CHUNK:
+                headers["Content-Length"] = str(len(content))
         policy = self.policy
         started = time.monotonic()
         failures = 0
@@ -197,7 +203,13 @@ class SendGridClient:
             await self._respect_window(endpoint)
             try:
                 response = await self._http.request(
-                    method, full, content=content, params=params, headers=headers
+                    method,
+                    full,
+                    content=_chunks(content)
+                    if content is not None and len(content) > STREAM_CHUNK
+                    else content,
+                    params=params,
+                    headers=headers,
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 self.requests[f"{endpoint} error"] += 1
@@ -522,6 +534,12 @@ class SendGridClient:
             tmp.seek(0)
             for row in iter_file_rows(tmp):
                 yield row
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` in pieces of ``STREAM_CHUNK`` bytes (a fresh iterator for each attempt)."""
+    for start in range(0, len(data), STREAM_CHUNK):
+        yield data[start : start + STREAM_CHUNK]
 
 
 def _origin(url: str) -> tuple[str, str]:
