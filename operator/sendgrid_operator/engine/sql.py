@@ -9,6 +9,7 @@ with the same streaming contract, as long as its driver is installed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -102,8 +103,13 @@ class PostgresSource:
 
     def close(self) -> None:
         if self._conn is not None:
+            import psycopg
+
             try:
-                self._conn.rollback()
+                # A connection the server ended (restart, failover) cannot roll back; raising
+                # here would replace the SourceError that says why the read failed.
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.rollback()
                 self._conn.close()
             finally:
                 self._conn = None
