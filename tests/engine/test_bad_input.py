@@ -356,3 +356,41 @@ async def test_missing_database_secret_is_a_source_error(
     assert report.result == "Refused" and report.reason in ("SourceError", "InvalidSpec")
     assert "db" in report.message, report.message
     assert write_requests(admin) == []
+
+
+@pytest.mark.postgres
+async def test_database_connection_lost_mid_read_is_a_source_error(
+    postgres_url: str, emu: Emulator, admin: AdminClient, list_id: str
+) -> None:
+    """The server ends the session while the cursor streams (a restart, a failover): the run
+    is refused with the database's message, not a crash in the cleanup."""
+    import asyncio
+
+    import psycopg
+
+    query = (
+        "SELECT 'lost' || i || '@example.com' AS email FROM generate_series(1, 50000) AS i "
+        "WHERE i % 5000 <> 0 OR (SELECT true FROM pg_sleep(0.2))"
+    )
+    task = asyncio.create_task(_run_sql(emu, list_id, query, postgres_url))
+
+    def running_pid() -> int | None:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%sendgrid_operator_export%' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    pid = None
+    for _ in range(100):  # poll until the export's session is reading
+        pid = await asyncio.to_thread(running_pid)
+        if pid:
+            break
+        await asyncio.sleep(0.05)
+    assert pid, "the export's query never started"
+    await asyncio.sleep(0.3)  # inside the stream, past the first fetch
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    report = await task
+    assert_refused_without_writes(report, admin, list_id, "SourceError", "terminating connection")
