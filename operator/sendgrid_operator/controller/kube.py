@@ -8,6 +8,7 @@ translated once, into :class:`ApiError` and its subclasses, with the apiserver's
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,13 @@ from kubernetes.config.config_exception import ConfigException
 JSON = dict[str, Any]
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+
+#: Requests in flight at once, and the HTTP connections kept for them. More callers wait in
+#: :class:`Kube`'s own queue (no timeout), never in httpcore's pool: a request that times
+#: out there (PoolTimeout) can leave a connection that never connects counted against the
+#: pool for good (encode/httpcore#1093), and after a burst of ~1,000 reconciles every
+#: later request failed with PoolTimeout until the operator restarted.
+MAX_IN_FLIGHT = 20
 
 _CORE = {"pods", "secrets", "configmaps", "namespaces", "events", "serviceaccounts"}
 _GROUPS = {
@@ -71,8 +79,10 @@ def load_configuration() -> k8s_client.Configuration:
 
 
 class Kube:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        """``max_in_flight`` must not exceed ``http``'s connection limit."""
         self._http = http
+        self._slots = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     def from_configuration(cls, cfg: k8s_client.Configuration | None = None) -> Kube:
@@ -99,7 +109,9 @@ class Kube:
             headers=headers,
             verify=verify,
             timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(
+                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT // 2
+            ),
         )
         return cls(http)
 
@@ -117,9 +129,10 @@ class Kube:
     ) -> JSON:
         headers = {"Content-Type": content_type} if content_type else None
         try:
-            response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
-            )
+            async with self._slots:
+                response = await self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
         except httpx.HTTPError as exc:
             raise ApiError(
                 0, "Unreachable", f"the Kubernetes API could not be reached: {exc}"
