@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from benchmarks.common import (
     ROOT,
     ProcSampler,
     cpu_seconds,
+    env,
     new_list,
     percentile,
     rss_mb,
@@ -163,8 +165,10 @@ class Watch:
 
 
 class Bench:
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, profile: Path | None = None) -> None:
         self.quick = quick
+        self.profile = profile
+        self.local: subprocess.Popen[bytes] | None = None
         self.exports = 100 if quick else 1000
         self.namespaces = [f"bench-{i}" for i in range(2 if quick else 5)]
         self.on_demand = 15 if quick else 60
@@ -231,15 +235,70 @@ class Bench:
             timeout=180,
         )
 
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{self.port}/readyz"
-                return httpx.get(url, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait(ready, 120, "the operator to serve /readyz")
+        _wait(self._http_ready, 120, "the operator to serve /readyz")
         self.pid = int(_wait(self._operator_pid, 30, "the operator Pod's process"))
+
+    def local_operator(self) -> None:
+        """The operator as a process of this benchmark, as admin, under pyinstrument.
+
+        For profiling only (``--profile OUT``): the CRDs are applied with kubectl, the
+        operator runs from this checkout with the same settings as the chart would give it,
+        and the text report is written to OUT when it is stopped (SIGINT) at the end.
+        """
+        api = self.api
+        for ns in [PLATFORM_NS, *self.namespaces]:
+            api.post("/api/v1/namespaces", {"metadata": {"name": ns}})
+        kube_env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        subprocess.run(
+            [
+                str(self.cluster.binaries.kubectl),
+                "apply",
+                "--server-side",
+                "-f",
+                str(ROOT / "crds"),
+            ],
+            env=kube_env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.port = _free_port()
+        assert self.profile is not None
+        self.local = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "-r",
+                "text",
+                "--show-all",
+                "-o",
+                str(self.profile),
+                "-m",
+                "sendgrid_operator",
+                "operator",
+            ],
+            env={
+                **env(),
+                "KUBECONFIG": str(self.cluster.kubeconfig),
+                "SGOP_HTTP_HOST": "127.0.0.1",
+                "SGOP_HTTP_PORT": str(self.port),
+                "SGOP_REPORT_URL": f"http://127.0.0.1:{self.port}",
+                "SGOP_JOB_IMAGE": "sendgrid-operator:dev",
+            },
+            cwd=ROOT,
+            stdout=(self.tmp / "operator.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait(self._http_ready, 120, "the local operator to serve /readyz")
+        self.pid = self.local.pid
+
+    def _http_ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.port}/readyz"
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _operator_pid(self) -> int | None:
         pods = self.api.get(
@@ -455,7 +514,10 @@ class Bench:
 
     def run(self) -> JSON:
         self.start()
-        self.helm_install()
+        if self.profile is not None:
+            self.local_operator()
+        else:
+            self.helm_install()
         self.connection()
         sampler = ProcSampler(self.pid).start()
         try:
@@ -489,6 +551,12 @@ class Bench:
         return self.results
 
     def close(self) -> None:
+        if self.local is not None:
+            self.local.send_signal(signal.SIGINT)  # kopf stops; pyinstrument writes its report
+            try:
+                self.local.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.local.kill()
         if self.api is not None:
             self.api.close()
         if self.cluster is not None:
@@ -505,8 +573,8 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def main(quick: bool) -> dict[str, Any]:
-    bench = Bench(quick)
+def main(quick: bool, profile: Path | None = None) -> dict[str, Any]:
+    bench = Bench(quick, profile)
     try:
         return bench.run()
     finally:
@@ -514,4 +582,6 @@ def main(quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(quick="--quick" in sys.argv), indent=2))
+    # python -m benchmarks.bench_operator [--quick] [--profile OUT.txt]
+    out = Path(sys.argv[sys.argv.index("--profile") + 1]) if "--profile" in sys.argv else None
+    print(json.dumps(main(quick="--quick" in sys.argv, profile=out), indent=2))

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.bench_engine import KEY, ROOT
 from benchmarks.bench_engine import _env as env
 from benchmarks.bench_engine import _make_parquet as make_parquet
+from benchmarks.bench_engine import _manifest as manifest
 from benchmarks.bench_engine import _new_list as new_list
 from benchmarks.bench_engine import _spawn_emulator as spawn_emulator
 
@@ -29,6 +30,7 @@ __all__ = [
     "cpu_seconds",
     "env",
     "make_parquet",
+    "manifest",
     "new_list",
     "percentile",
     "rss_mb",
