@@ -71,6 +71,8 @@ class ConditionReason(StrEnum):
     # -- SegmentExport
     CONNECTION_NOT_FOUND = "ConnectionNotFound"
     CONNECTION_NOT_READY = "ConnectionNotReady"
+    CONNECTION_PENDING = "ConnectionPending"
+    """Internal: the connection has not been checked since it changed (runs wait)."""
     NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
     SUSPENDED = "Suspended"
     WAITING_FOR_SCHEDULE = "WaitingForSchedule"

@@ -73,8 +73,12 @@ async def connection_problem(
             "(spec.consent.personalData); nothing is sent."
         )
     ready = _ready_condition(conn)
-    if ready is None or ready.get("status") != "True":
-        why = (ready or {}).get("message") or "not checked yet"
+    if ready is None or ready.get("observedGeneration") != conn["metadata"].get("generation"):
+        return ConditionReason.CONNECTION_PENDING, (
+            f"waiting for SendGridConnection {conn_ns}/{ref.name} to be checked"
+        )
+    if ready.get("status") != "True":
+        why = ready.get("message") or ready.get("reason") or "unknown"
         return ConditionReason.CONNECTION_NOT_READY, (
             f"SendGridConnection {conn_ns}/{ref.name} is not Ready: {why}"
         )
@@ -216,6 +220,20 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
     slot = due.slot if due is not None else None
 
     problem = await connection_problem(ctx, export, spec)
+    if problem is not None and problem[0] == ConditionReason.CONNECTION_PENDING:
+        # Transient: the connection was created or changed and is being checked. Requests
+        # and due slots wait (they are not marked handled) instead of being refused.
+        if running_job is None:
+            patch["conditions"] = conditions.kstatus_set(
+                ready=False,
+                reason=ConditionReason.CONNECTION_NOT_READY,
+                message=problem[1],
+                generation=generation,
+                reconciling=True,
+            )
+        patch["observedGeneration"] = generation
+        await _patch_status(ctx, export, patch)
+        return
     if problem is not None:
         reason, message = problem
         if requested:

@@ -64,7 +64,11 @@ def wait_run(kube: Kube, name: str, run_id: str, timeout: float = 90) -> JSON:
             return dict(last)
         return None
 
-    return wait_for(done, timeout, f"run {run_id} of {name} to finish")
+    try:
+        return wait_for(done, timeout, f"run {run_id} of {name} to finish")
+    except AssertionError as exc:
+        status = get(kube, "segmentexports", name).get("status")
+        raise AssertionError(f"{exc}\nstatus of {name}: {status}") from None
 
 
 def jobs_of(kube: Kube, name: str) -> list[JSON]:

@@ -20,7 +20,7 @@ from sendgrid_operator.emulator import AdminClient, Emulator, EmulatorConfig
 from sendgrid_operator.emulator.config import ApiKey
 
 from .conftest import Operator
-from .helpers import get, request_run, wait_run
+from .helpers import get, request_run, wait_condition, wait_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -157,6 +157,12 @@ def test_shared_connection_example(
                 kube.cluster.binaries.kubectl, ("apply", "-f", "-"), yaml.safe_dump_all(docs), True
             )
             marketing = Kube(kube.cluster, admin_api, "marketing")
+            wait_condition(
+                Kube(kube.cluster, admin_api, "platform"),
+                "sendgridconnections",
+                "shared-sendgrid",
+                "True",
+            )
             wait_for(
                 lambda: admin_api.get_or_none(
                     "/api/v1/namespaces/marketing/serviceaccounts/default"
