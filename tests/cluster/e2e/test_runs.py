@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kube import Kube, wait_for
+from sendgrid_operator.controller.jobs import requested_run_id
 from sendgrid_operator.emulator import AdminClient, Emulator
 
 from .conftest import API_KEY, OPERATOR_NAMESPACE, RELEASE, Operator
@@ -130,3 +131,27 @@ def test_deleting_an_export_removes_its_jobs_and_state(
         return not cms["items"]
 
     wait_for(state_gone, 60, "the export's state ConfigMaps to be garbage-collected")
+
+
+def test_a_request_applied_with_its_connection_waits_for_the_check(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    """GitOps applies everything at once: the request must not be refused because the
+    connection had not been checked yet."""
+    list_id = admin.create_list("vip")
+    requested = export("vip", list_id)
+    requested["metadata"]["annotations"] = {"sendgrid-operator.io/run-requested-at": "first"}
+    apply(
+        kube,
+        dump(
+            secret("sendgrid-api-key", API_KEY),
+            connection("sendgrid", emulator.url),
+            config_map("profiles", {"vip.csv": CSV}),
+            requested,
+        ),
+    )
+    last = wait_run(kube, "vip", requested_run_id("vip", "first"))
+    assert last["result"] == "Succeeded", last
+    assert admin.members(list_id) == CSV_MEMBERS
+    events = kube.kubectl("get", "events", "-o", "jsonpath={.items[*].reason}").split()
+    assert "RunRefused" not in events
