@@ -4,6 +4,10 @@ Why one client: retries, rate limits, error translation, request counting and ke
 are done once, at this boundary, so the engine deals only in typed results and in the
 errors of :mod:`sendgrid_operator.sendgrid.errors`.
 
+It is one of the few modules over 400 lines, for that reason: the request loop (retries,
+rate-limit windows, streaming of large bodies) and one small method per endpoint belong
+together; the typed results live in ``results`` and the error tree in ``errors``.
+
 Key hygiene: the API key is held in a private attribute, sent only as the ``Authorization``
 header of requests to the configured base URL (never to the file URLs SendGrid hands out,
 which point at other hosts), and appears in no repr, log line or exception message.
@@ -18,7 +22,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,20 +29,37 @@ import httpx
 
 from sendgrid_operator.sendgrid.errors import (
     AuthenticationError,
-    ErrorItem,
     NotFound,
     PermissionDenied,
     RateLimited,
     RequestRejected,
     SendGridError,
     Unavailable,
+    parse_errors,
 )
 from sendgrid_operator.sendgrid.files import iter_file_rows
+from sendgrid_operator.sendgrid.results import (
+    ExportStatus,
+    FieldDefinition,
+    ImportStatus,
+    ListInfo,
+    as_int,
+)
 from sendgrid_operator.sendgrid.retry import (
     RetryPolicy,
     exhausted_window_wait,
     rate_limit_wait,
 )
+
+__all__ = [
+    "MARKETING_SCOPE",
+    "ExportStatus",
+    "FieldDefinition",
+    "ImportStatus",
+    "ListInfo",
+    "SendGridClient",
+    "parse_errors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,80 +73,6 @@ MARKETING_SCOPE = "marketing.read"
 #: nearly a second copy of a 6 MB upsert per connection.
 STREAM_CHUNK = 1 << 18
 _MAX_MESSAGE = 300
-
-
-@dataclass(frozen=True)
-class FieldDefinition:
-    id: str
-    name: str
-    field_type: str
-    reserved: bool
-
-
-@dataclass(frozen=True)
-class ListInfo:
-    id: str
-    name: str
-    contact_count: int
-
-
-@dataclass(frozen=True)
-class ImportStatus:
-    """``GET /v3/marketing/contacts/imports/{id}``: a job's state and SendGrid's counts."""
-
-    id: str
-    status: str  # pending | completed | errored | failed
-    requested: int = 0
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    errored: int = 0
-    errors_url: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status != "pending"
-
-
-@dataclass(frozen=True)
-class ExportStatus:
-    id: str
-    status: str  # pending | ready | failure
-    urls: tuple[str, ...] = ()
-    contact_count: int | None = None
-    message: str | None = None
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def parse_errors(body: bytes) -> tuple[ErrorItem, ...]:
-    """SendGrid's error bodies, in all the shapes its documents declare (facts §2, §4)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body[:_MAX_MESSAGE].decode("utf-8", "replace").strip()
-        return (ErrorItem(text),) if text else ()
-    if isinstance(data, dict) and "errors" in data:
-        data = data["errors"]
-    if isinstance(data, dict):
-        data = [data]
-    items: list[ErrorItem] = []
-    if isinstance(data, list):
-        for item in data[:100]:
-            if isinstance(item, dict):
-                field = item.get("field")
-                items.append(
-                    ErrorItem(
-                        str(item.get("message", ""))[:_MAX_MESSAGE],
-                        str(field) if field is not None else None,
-                    )
-                )
-    return tuple(items)
 
 
 class SendGridClient:
@@ -341,7 +287,9 @@ class SendGridClient:
             not_found=f"list {list_id} does not exist in this SendGrid account: check spec.listIds",
         )
         return ListInfo(
-            str(data.get("id", list_id)), str(data.get("name", "")), _int(data.get("contact_count"))
+            str(data.get("id", list_id)),
+            str(data.get("name", "")),
+            as_int(data.get("contact_count")),
         )
 
     async def list_count(self, list_id: str) -> int:
@@ -351,7 +299,7 @@ class SendGridClient:
             f"/v3/marketing/lists/{list_id}/contacts/count",
             not_found=f"list {list_id} does not exist in this SendGrid account",
         )
-        return _int(data.get("contact_count"))
+        return as_int(data.get("contact_count"))
 
     # -- contacts -----------------------------------------------------------------------
     async def upsert(self, body: bytes) -> str:
@@ -379,11 +327,11 @@ class SendGridClient:
         return ImportStatus(
             id=str(data.get("id", job_id)),
             status=str(data.get("status", "pending")),
-            requested=_int(results.get("requested_count")),
-            created=_int(results.get("created_count")),
-            updated=_int(results.get("updated_count")),
-            deleted=_int(results.get("deleted_count")),
-            errored=_int(results.get("errored_count")),
+            requested=as_int(results.get("requested_count")),
+            created=as_int(results.get("created_count")),
+            updated=as_int(results.get("updated_count")),
+            deleted=as_int(results.get("deleted_count")),
+            errored=as_int(results.get("errored_count")),
             errors_url=results.get("errors_url") or None,
         )
 

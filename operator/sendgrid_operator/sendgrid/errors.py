@@ -16,6 +16,7 @@ from the endpoint name, the status and SendGrid's own error messages only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
@@ -70,3 +71,31 @@ class Unavailable(SendGridError):
 
 class RateLimited(Unavailable):
     """429, still failing after the retry budget."""
+
+
+_MAX_MESSAGE = 300
+
+
+def parse_errors(body: bytes) -> tuple[ErrorItem, ...]:
+    """SendGrid's error bodies, in all the shapes its documents declare (facts §2, §4)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body[:_MAX_MESSAGE].decode("utf-8", "replace").strip()
+        return (ErrorItem(text),) if text else ()
+    if isinstance(data, dict) and "errors" in data:
+        data = data["errors"]
+    if isinstance(data, dict):
+        data = [data]
+    items: list[ErrorItem] = []
+    if isinstance(data, list):
+        for item in data[:100]:
+            if isinstance(item, dict):
+                field = item.get("field")
+                items.append(
+                    ErrorItem(
+                        str(item.get("message", ""))[:_MAX_MESSAGE],
+                        str(field) if field is not None else None,
+                    )
+                )
+    return tuple(items)
