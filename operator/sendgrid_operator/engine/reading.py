@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import zlib
 from array import array
@@ -30,12 +31,12 @@ import pyarrow.compute as pc
 
 from sendgrid_operator.api.export import Segment
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
-from sendgrid_operator.engine import buckets
+from sendgrid_operator.engine import buckets, fastpath
 from sendgrid_operator.engine.batching import overhead
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
 from sendgrid_operator.engine.outcomes import Reason, RunStopped
 from sendgrid_operator.engine.plan import Resolver
-from sendgrid_operator.engine.sources import build_source
+from sendgrid_operator.engine.sources import Source, build_source
 from sendgrid_operator.engine.state import ExportState
 
 TOO_LARGE = "too_large"
@@ -292,41 +293,78 @@ def _read_all(
             columns = source.open(compiled.columns)
             check_columns(compiled, columns, f"segment {segment.name!r} ({source.label})")
             expected = source.estimated_total()
-            for row_number, row in source.rows():
-                read += 1
-                email, encoded, reason, fld = convert_row(compiled, row)
-                if encoded is not None and len(encoded) > room:
-                    encoded, reason, fld = None, TOO_LARGE, None
-                if encoded is None:
-                    assert reason is not None
-                    invalid += 1
-                    by_reason[reason] = by_reason.get(reason, 0) + 1
-                    if reason not in ("missing_email", "invalid_email") and email is not None:
-                        prepared.present_extra.append(state.email_key(email))
-                    message = _MESSAGES.get(reason.split(":", 1)[0])
-                    _sample(prepared, reason, prepared.ref(seg_index, row_number), fld, message)
-                else:
-                    keys.append(
-                        from_bytes(
-                            blake2b(email.encode(), digest_size=8, key=salt).digest(),  # type: ignore[union-attr]
-                            "little",
+            for item in _converted(source, compiled):
+                if item.__class__ is FastRun:
+                    run: FastRun = item
+                    n = run.length
+                    encs = run.contacts.to_pylist()
+                    sizes = [len(e) for e in encs]
+                    if len(keys) + n < check_at and max(sizes) <= room:
+                        # plainly valid rows, no limit reached: the per-row steps in bulk
+                        _add_keys(
+                            keys,
+                            [
+                                blake2b(e, digest_size=8, key=salt).digest()
+                                for e in run.emails.cast(pa.binary()).to_pylist()
+                            ],
                         )
-                    )
-                    content.append(crc32(encoded, seed) or 1)
-                    size = len(encoded)
-                    lengths.append(size)
-                    write(pack(seg_index, row_number, size))
-                    write(encoded)
-                    if len(keys) >= check_at:
-                        unique = pc.count_distinct(_u64(keys)).as_py()
-                        if unique > max_profiles:
-                            raise RunStopped(
-                                Reason.TOO_MANY_PROFILES,
-                                _too_many(unique, max_profiles, exact=False),
+                        content.extend([crc32(e, seed) or 1 for e in encs])
+                        lengths.extend(sizes)
+                        write(
+                            b"".join(
+                                [
+                                    pack(seg_index, r, size) + e
+                                    for r, size, e in zip(
+                                        range(run.first, run.first + n), sizes, encs, strict=True
+                                    )
+                                ]
                             )
-                        check_at = len(keys) + max(max_profiles - unique, 1) + len(keys) // 4
-                if tick is not None and (total_read + read) % TICK_ROWS == 0:
-                    tick(total_read + read, expected)
+                        )
+                        if tick is not None:
+                            done = total_read + read
+                            for at in range(
+                                done - done % TICK_ROWS + TICK_ROWS, done + n + 1, TICK_ROWS
+                            ):
+                                tick(at, expected)
+                        read += n
+                        continue
+                    items: Iterable[Converted] = run.expand()
+                else:
+                    items = (item,)  # type: ignore[assignment]
+                for row_number, email, encoded, reason, fld in items:
+                    read += 1
+                    if encoded is not None and len(encoded) > room:
+                        encoded, reason, fld = None, TOO_LARGE, None
+                    if encoded is None:
+                        assert reason is not None
+                        invalid += 1
+                        by_reason[reason] = by_reason.get(reason, 0) + 1
+                        if reason not in ("missing_email", "invalid_email") and email is not None:
+                            prepared.present_extra.append(state.email_key(email))
+                        message = _MESSAGES.get(reason.split(":", 1)[0])
+                        _sample(prepared, reason, prepared.ref(seg_index, row_number), fld, message)
+                    else:
+                        keys.append(
+                            from_bytes(
+                                blake2b(email.encode(), digest_size=8, key=salt).digest(),  # type: ignore[union-attr]
+                                "little",
+                            )
+                        )
+                        content.append(crc32(encoded, seed) or 1)
+                        size = len(encoded)
+                        lengths.append(size)
+                        write(pack(seg_index, row_number, size))
+                        write(encoded)
+                        if len(keys) >= check_at:
+                            unique = pc.count_distinct(_u64(keys)).as_py()
+                            if unique > max_profiles:
+                                raise RunStopped(
+                                    Reason.TOO_MANY_PROFILES,
+                                    _too_many(unique, max_profiles, exact=False),
+                                )
+                            check_at = len(keys) + max(max_profiles - unique, 1) + len(keys) // 4
+                    if tick is not None and (total_read + read) % TICK_ROWS == 0:
+                        tick(total_read + read, expected)
         finally:
             counts.read = read
             counts.invalid = invalid
@@ -334,6 +372,68 @@ def _read_all(
             source.close()
     if tick is not None:
         tick(total_read, None)
+
+
+Converted = tuple[int, str | None, bytes | None, str | None, str | None]
+
+
+class FastRun:
+    """Consecutive rows :mod:`.fastpath` found plainly valid: row numbers ``first``...,
+    their lower-cased emails (string array) and encoded contacts (binary array)."""
+
+    __slots__ = ("contacts", "emails", "first", "length")
+
+    def __init__(self, first: int, emails: pa.Array, contacts: pa.Array) -> None:
+        self.first = first
+        self.length = len(contacts)
+        self.emails = emails
+        self.contacts = contacts
+
+    def expand(self) -> list[Converted]:
+        """The same rows as ``convert_row`` results."""
+        return [
+            (self.first + index, email, encoded, None, None)
+            for index, (email, encoded) in enumerate(
+                zip(self.emails.to_pylist(), self.contacts.to_pylist(), strict=True)
+            )
+        ]
+
+
+def _add_keys(keys: array[int], digests: list[bytes]) -> None:
+    """Append 8-byte digests as little-endian integers (``int.from_bytes(d, "little")``)."""
+    if sys.byteorder == "little":
+        keys.frombytes(b"".join(digests))
+    else:  # pragma: no cover - big-endian machines
+        keys.extend([int.from_bytes(d, "little") for d in digests])
+
+
+def _converted(source: Source, compiled: CompiledMapping) -> Iterator[Converted | FastRun]:
+    """``(row number, *convert_row(row))`` for every row of the source, in order. A source
+    with batches (:class:`.sources.BatchSource`) gets :mod:`.fastpath`'s answer for its
+    plainly valid rows, as :class:`FastRun` items, and ``convert_row``'s for the others."""
+    batches = getattr(source, "batches", None)
+    if batches is None:
+        for row_number, row in source.rows():
+            yield (row_number, *convert_row(compiled, row))
+        return
+    for batch in batches():
+        first = batch.first
+        if not fastpath.usable(compiled, batch.arrays):
+            for index, row in enumerate(batch.rows()):
+                yield (first + index, *convert_row(compiled, row))
+            continue
+        good, emails, contacts = fastpath.convert_batch(compiled, batch.arrays)
+        bad: list[int] = pc.indices_nonzero(pc.invert(good)).to_pylist()
+        start = 0
+        for stop in [*bad, batch.length]:
+            if stop > start:
+                count = stop - start
+                yield FastRun(
+                    first + start, emails.slice(start, count), contacts.slice(start, count)
+                )
+            if stop < batch.length:
+                yield (first + stop, *convert_row(compiled, batch.row(stop)))
+            start = stop + 1
 
 
 def _deduplicate(prepared: Prepared) -> None:

@@ -38,6 +38,36 @@ PARQUET_BATCH_ROWS = 8192
 DOWNLOAD_CHUNK = 1 << 16
 
 
+class RowBatch:
+    """Consecutive rows of a columnar source: row numbers ``first``, ``first + 1``, ...
+    ``arrays`` holds (some of) the columns as Arrow arrays, for :mod:`.fastpath`;
+    ``row(i)`` gives row ``i`` and ``rows()`` all of them, exactly as :meth:`Source.rows`
+    would have."""
+
+    __slots__ = ("arrays", "first", "length", "row", "rows")
+
+    def __init__(
+        self,
+        first: int,
+        length: int,
+        arrays: Mapping[str, Any],
+        row: Callable[[int], Row],
+        rows: Callable[[], Sequence[Row]],
+    ) -> None:
+        self.first = first
+        self.length = length
+        self.arrays = arrays
+        self.row = row
+        self.rows = rows
+
+
+class BatchSource(Protocol):
+    """A source that can also hand out whole batches (:class:`RowBatch`) instead of
+    :meth:`Source.rows`, with the same rows, row numbers and errors."""
+
+    def batches(self) -> Iterator[RowBatch]: ...
+
+
 class Source(Protocol):
     """A stream of rows. ``label`` names it in row references (``vip.csv``)."""
 
@@ -304,6 +334,28 @@ class ParquetSource(FileSourceBase):
                     yield number, row
         except OSError as exc:
             raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+
+    def batches(self) -> Iterator[RowBatch]:
+        number = 0
+        try:
+            for batch in self._pf.iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=self._columns
+            ):
+                arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+                yield RowBatch(
+                    number + 1, batch.num_rows, arrays, _batch_row(batch), batch.to_pylist
+                )
+                number += batch.num_rows
+        except OSError as exc:
+            raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+
+
+def _batch_row(batch: Any) -> Callable[[int], Row]:
+    def row(index: int) -> Row:
+        found: Row = batch.slice(index, 1).to_pylist()[0]
+        return found
+
+    return row
 
 
 # -- the registries -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sendgrid_operator.api.export import SegmentSource, SQLSource
 from sendgrid_operator.engine.mapping import ColumnKind
 from sendgrid_operator.engine.outcomes import SourceError
 from sendgrid_operator.engine.plan import Resolver
-from sendgrid_operator.engine.sources import Row, register_source
+from sendgrid_operator.engine.sources import Row, RowBatch, register_source
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
 CURSOR_NAME = "sendgrid_operator_export"
@@ -80,6 +80,8 @@ class PostgresSource:
             ) from exc
         desc = self._cur.description or []
         self._names = [d.name for d in desc]
+        self._wanted = set(columns)
+        self._kinds: list[ColumnKind] = [_PG_KINDS.get(d.type_code, "other") for d in desc]
         return {d.name: _PG_KINDS.get(d.type_code, "other") for d in desc}
 
     def estimated_total(self) -> int | None:
@@ -98,6 +100,47 @@ class PostgresSource:
                 for values in batch:
                     number += 1
                     yield number, dict(zip(names, values, strict=True))
+        except psycopg.Error as exc:
+            raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+
+    def batches(self) -> Iterator[RowBatch]:
+        """The rows of each ``fetchmany``, with the mapped text columns as Arrow arrays
+        (a column only when every value is a ``str`` or None)."""
+        import psycopg
+        import pyarrow as pa
+
+        names = self._names
+        text = [
+            (j, name)
+            for j, name in enumerate(names)
+            if name in self._wanted and self._kinds[j] == "string"
+        ]
+        if len(set(names)) != len(names):
+            text = []  # equal column names: rows keep the last; leave it all to the rows
+        number = 0
+        try:
+            while True:
+                batch = self._cur.fetchmany(self.spec.fetch_size)
+                if not batch:
+                    break
+                arrays: dict[str, Any] = {}
+                for j, name in text:
+                    try:
+                        array = pa.array([values[j] for values in batch])
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):
+                        continue
+                    if array.type == pa.string():
+                        arrays[name] = array
+                    elif array.type == pa.null():
+                        arrays[name] = pa.nulls(len(batch), pa.string())
+                yield RowBatch(
+                    number + 1,
+                    len(batch),
+                    arrays,
+                    _tuple_row(names, batch),
+                    lambda b=batch: [dict(zip(names, v, strict=True)) for v in b],  # type: ignore[misc]
+                )
+                number += len(batch)
         except psycopg.Error as exc:
             raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
 
@@ -167,6 +210,13 @@ class SqlAlchemySource:
                 self._engine.dispose()
         finally:
             self._conn = self._engine = None
+
+
+def _tuple_row(names: list[str], batch: list[Any]) -> Any:
+    def row(index: int) -> Row:
+        return dict(zip(names, batch[index], strict=True))
+
+    return row
 
 
 def _sql_source(spec: SegmentSource, resolver: Resolver) -> Any:
