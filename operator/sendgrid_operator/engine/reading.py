@@ -23,6 +23,9 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain, repeat
+from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
@@ -274,6 +277,8 @@ def _read_all(
     seed = state.content_seed(list(list_ids))
     crc32 = zlib.crc32
     blake2b = hashlib.blake2b
+    keyed = partial(blake2b, digest_size=8, key=salt)
+    digest = methodcaller("digest")
     from_bytes = int.from_bytes
     keys, content = prepared.keys, prepared.content
     spool = prepared.spool
@@ -298,28 +303,19 @@ def _read_all(
                     run: FastRun = item
                     n = run.length
                     encs = run.contacts.to_pylist()
-                    sizes = [len(e) for e in encs]
+                    sizes = list(map(len, encs))
                     if len(keys) + n < check_at and max(sizes) <= room:
                         # plainly valid rows, no limit reached: the per-row steps in bulk
-                        _add_keys(
-                            keys,
-                            [
-                                blake2b(e, digest_size=8, key=salt).digest()
-                                for e in run.emails.cast(pa.binary()).to_pylist()
-                            ],
-                        )
-                        content.extend([crc32(e, seed) or 1 for e in encs])
+                        emails = run.emails.cast(pa.binary()).to_pylist()
+                        _add_keys(keys, list(map(digest, map(keyed, emails))))
+                        crcs = list(map(crc32, encs, repeat(seed)))
+                        if 0 in crcs:
+                            crcs = [c or 1 for c in crcs]
+                        content.extend(crcs)
                         lengths.extend(sizes)
-                        write(
-                            b"".join(
-                                [
-                                    pack(seg_index, r, size) + e
-                                    for r, size, e in zip(
-                                        range(run.first, run.first + n), sizes, encs, strict=True
-                                    )
-                                ]
-                            )
-                        )
+                        first = run.first
+                        headers = map(pack, repeat(seg_index), range(first, first + n), sizes)
+                        write(b"".join(chain.from_iterable(zip(headers, encs, strict=True))))
                         if tick is not None:
                             done = total_read + read
                             for at in range(
