@@ -81,6 +81,8 @@ class ConditionReason(StrEnum):
     RUN_FAILED = "RunFailed"
     RUN_REFUSED = "RunRefused"
     RUN_SKIPPED = "RunSkipped"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    """A run was refused: a ConfigMap or Secret its sources need does not exist."""
 
 
 class Condition(Model):

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sendgrid_operator.api.common import RUN_REQUESTED_ANNOTATION, ConditionReason
 from sendgrid_operator.api.connection import SendGridConnectionSpec
 from sendgrid_operator.api.export import ConcurrencyPolicy, SegmentExportSpec
-from sendgrid_operator.api.report import RunResult, RunTrigger
+from sendgrid_operator.api.report import RunReport, RunResult, RunTrigger
 from sendgrid_operator.controller import access, conditions, jobs, runs, schedule, statestore
 from sendgrid_operator.controller.connections import read_api_key
 from sendgrid_operator.controller.context import Context
@@ -285,7 +285,28 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
             if when is not None
             else jobs.requested_run_id(name, token or "")
         )
-        started = await start_run(ctx, export, spec, run_id, trigger, token, when)
+        missing = await missing_references(ctx, ns, spec)
+        if missing is None:
+            started = await start_run(ctx, export, spec, run_id, trigger, token, when)
+        else:
+            # Refused before any Job: a Pod would wait for the missing volume or
+            # secretKeyRef until the run's deadline (as a kubelet does).
+            stamp = schedule.format_time(now)
+            refused = RunReport(
+                run_id=run_id,
+                result=RunResult.REFUSED,
+                reason=ConditionReason.SOURCE_NOT_FOUND,
+                message=missing,
+                trigger=trigger,
+                start_time=stamp,
+                completion_time=stamp,
+                duration_seconds=0.0,
+                list_ids=spec.list_ids,
+                mode=str(spec.mode),
+            )
+            status = await runs.record(ctx, export, refused)
+            export = {**export, "status": status}
+            started = None
         patch["active"] = started
         patch["progress"] = (
             None
@@ -321,6 +342,30 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
     patch["observedGeneration"] = generation
     ctx.metrics.export_suspended.labels(ns, name).set(1 if spec.suspend else 0)
     await _patch_status(ctx, export, patch)
+
+
+async def missing_references(ctx: Context, namespace: str, spec: SegmentExportSpec) -> str | None:
+    """What the run's Pod would wait for forever: a missing ConfigMap, Secret or key."""
+    problems: list[str] = []
+    for name, keys in sorted(jobs.config_map_keys(spec).items()):
+        found = await ctx.kube.list("configmaps", namespace, fields={"metadata.name": name})
+        if not found:
+            problems.append(f"ConfigMap {namespace}/{name} not found")
+            continue
+        held = {**(found[0].get("data") or {}), **(found[0].get("binaryData") or {})}
+        problems += [
+            f"ConfigMap {namespace}/{name} has no key {k!r}" for k in sorted(keys - held.keys())
+        ]
+    for ref in sorted(jobs.secret_refs(spec)):
+        name, key = ref.split("/", 1)
+        secret = await ctx.kube.get_or_none("secrets", namespace, name)
+        if secret is None:
+            problems.append(f"Secret {namespace}/{name} not found")
+        elif key not in (secret.get("data") or {}):
+            problems.append(f"Secret {namespace}/{name} has no key {key!r}")
+    if not problems:
+        return None
+    return "; ".join(problems) + ": create it, or fix the reference in spec.segments"
 
 
 async def start_run(

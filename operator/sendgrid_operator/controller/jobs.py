@@ -18,6 +18,7 @@ from sendgrid_operator.api.common import GROUP
 from sendgrid_operator.api.export import SegmentExportSpec
 from sendgrid_operator.api.report import RunTrigger
 from sendgrid_operator.controller.settings import Settings
+from sendgrid_operator.exitcodes import EXIT_BAD_INPUT, EXIT_REFUSED
 
 JSON = dict[str, Any]
 
@@ -229,6 +230,20 @@ def build_job(export: JSON, spec: SegmentExportSpec, plan: RunPlan, settings: Se
 
     job_spec: JSON = {
         "backoffLimit": job_settings.backoff_limit,
+        # Bad input (2) and a safety guard (3) give the same answer on every try: fail the
+        # Job at once. SendGrid failures (4) and crashes (1) may be transient: retried.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": "export",
+                        "operator": "In",
+                        "values": [EXIT_BAD_INPUT, EXIT_REFUSED],
+                    },
+                }
+            ]
+        },
         "activeDeadlineSeconds": job_settings.active_deadline_seconds,
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }

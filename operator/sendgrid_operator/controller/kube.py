@@ -161,12 +161,21 @@ class Kube:
             return None
 
     async def list(
-        self, resource: str, namespace: str | None, *, labels: dict[str, str] | None = None
+        self,
+        resource: str,
+        namespace: str | None,
+        *,
+        labels: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> list[JSON]:
-        params = (
-            {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        params: dict[str, str] = {}
+        if labels:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if fields:
+            params["fieldSelector"] = ",".join(f"{k}={v}" for k, v in fields.items())
+        body = await self._request(
+            "GET", _path(resource, namespace, None, None), params=params or None
         )
-        body = await self._request("GET", _path(resource, namespace, None, None), params=params)
         items: list[JSON] = body.get("items", [])
         return items
 

@@ -110,7 +110,7 @@ async def finish(
 ) -> JSON:
     """Record the end of ``active``; return the export's status as written."""
     meta = export["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+    ns = meta["namespace"]
     status: JSON = dict(export.get("status") or {})
     run_id = active["runId"]
     now = schedule.format_time(datetime.now(UTC))
@@ -141,8 +141,20 @@ async def finish(
             completion_time=now,
         )
     report.trigger = report.trigger or active.get("trigger")
+    status = await record(ctx, export, report)
+    ctx.metrics.runs_in_progress.dec()
+    await ctx.kube.delete("secrets", ns, run_id)
+    await prune_jobs(ctx, export)
+    return status
 
-    history = [h for h in status.get("history") or [] if h.get("runId") != run_id]
+
+async def record(ctx: Context, export: JSON, report: RunReport) -> JSON:
+    """Write a finished run into status (lastRun, history), count it, post its event."""
+    meta = export["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    status: JSON = dict(export.get("status") or {})
+    now = schedule.format_time(datetime.now(UTC))
+    history = [h for h in status.get("history") or [] if h.get("runId") != report.run_id]
     brief = report.model_copy(
         update={"invalid_samples": [], "rejected_samples": [], "planned_removals": None}
     )
@@ -162,16 +174,14 @@ async def finish(
     await ctx.kube.patch("segmentexports", ns, name, {"status": patch}, subresource="status")
 
     _record_metrics(ctx, ns, name, report)
-    ctx.metrics.runs_in_progress.dec()
     event_reason = {
         RunResult.SUCCEEDED: ConditionReason.RUN_SUCCEEDED,
         RunResult.REFUSED: ConditionReason.RUN_REFUSED,
     }.get(RunResult(report.result), ConditionReason.RUN_FAILED)
     event_type = "Normal" if report.result == RunResult.SUCCEEDED else "Warning"
-    await ctx.emit(export, event_type, event_reason, f"run {run_id}: {report.message}"[:1024])
-
-    await ctx.kube.delete("secrets", ns, run_id)
-    await prune_jobs(ctx, export)
+    await ctx.emit(
+        export, event_type, event_reason, f"run {report.run_id}: {report.message}"[:1024]
+    )
     status.update(patch)
     return status
 

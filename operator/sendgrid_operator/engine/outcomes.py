@@ -10,17 +10,30 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sendgrid_operator.api.report import RunResult
+from sendgrid_operator.exitcodes import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_SENDGRID,
+    EXIT_UNEXPECTED,
+)
 
-EXIT_OK = 0
-"""SendGrid applied the run (or the dry run completed)."""
-EXIT_UNEXPECTED = 1
-"""A bug or an unforeseen failure."""
-EXIT_BAD_INPUT = 2
-"""Bad manifests, mapping or source: fix the input."""
-EXIT_REFUSED = 3
-"""A safety guard refused the run before any write (maxProfiles, removals, empty, consent)."""
-EXIT_SENDGRID = 4
-"""SendGrid failed the run: key, scope, unknown list, failed jobs, unreachable."""
+__all__ = [
+    "BAD_INPUT",
+    "EXIT_BAD_INPUT",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_SENDGRID",
+    "EXIT_UNEXPECTED",
+    "GUARDS",
+    "SENDGRID",
+    "MappingError",
+    "Reason",
+    "RunStopped",
+    "SourceError",
+    "exit_code",
+    "result_for",
+]
 
 
 class Reason(StrEnum):

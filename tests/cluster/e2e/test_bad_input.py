@@ -14,7 +14,7 @@ from sendgrid_operator.emulator import AdminClient, Emulator
 
 from .conftest import Operator
 from .faults import assert_rerun_converges, run, setup_export, writes
-from .helpers import apply, condition, request_run, wait_condition, wait_run
+from .helpers import apply, condition, jobs_of, request_run, wait_condition, wait_run
 from .manifests import CSV, config_map, dump
 
 pytestmark = pytest.mark.cluster
@@ -108,19 +108,34 @@ def test_revoked_key_fails_the_run_before_any_write(
     # The connection notices too, by its own periodic check or the next Secret change.
 
 
-def test_a_missing_configmap_holds_the_run_until_its_deadline(
+def test_a_missing_configmap_or_secret_refuses_the_run_before_any_job(
     operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
 ) -> None:
-    """A GAP (docs/reliability.md): the run's Pod cannot start without its ConfigMap volume
-    (a missing Secret for a database URL behaves the same: CreateContainerConfigError), and
-    nothing ends the run before the Job's activeDeadlineSeconds (default 3600 s; 60 here,
-    the CRD's minimum). It then fails with the Job's reason, having written nothing."""
-    list_id = setup_export(
-        kube, emulator, admin, job={"backoffLimit": 0, "activeDeadlineSeconds": 60}
-    )
+    """A run's Pod cannot start without its ConfigMap volume or secretKeyRef (a kubelet
+    waits until the deadline), so the operator checks them first and refuses the run, with
+    no Job and nothing written; once the object exists, the next request runs."""
+    list_id = setup_export(kube, emulator, admin)
     kube.kubectl("delete", "configmap", "profiles")
-    run_id = request_run(kube, "vip")
-    last = wait_run(kube, "vip", run_id, timeout=120)
-    assert (last["result"], last["reason"]) == ("Failed", "JobFailed"), last
-    assert "DeadlineExceeded" in last["message"], last["message"]
+    last = wait_run(kube, "vip", request_run(kube, "vip"), timeout=30)
+    assert (last["result"], last["reason"]) == ("Refused", "SourceNotFound"), last
+    assert "ConfigMap" in last["message"] and "profiles" in last["message"], last["message"]
+    assert jobs_of(kube, "vip") == []
+    obj = wait_condition(kube, "segmentexports", "vip", "False", "RunRefused", timeout=10)
+    assert condition(obj, "Stalled")["status"] == "True"
     assert writes(admin) == [] and admin.members(list_id) == set()
+    apply(kube, dump(config_map("profiles", {"vip.csv": CSV})))
+    assert_rerun_converges(kube, admin, list_id)
+
+
+def test_a_refused_run_is_not_retried_by_the_job_controller(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    """Exit codes 2 (bad input) and 3 (a guard) fail the Job at once (podFailurePolicy):
+    the same answer would come on every try."""
+    setup_export(
+        kube, emulator, admin, csv="mail,first_name\na@example.com,A\n", job={"backoffLimit": 2}
+    )
+    last = run(kube)
+    assert (last["result"], last["reason"]) == ("Refused", "InvalidMapping"), last
+    job = jobs_of(kube, "vip")[0]
+    assert job["status"].get("failed") == 1, job["status"]
