@@ -370,7 +370,7 @@ async def test_database_connection_lost_mid_read_is_a_source_error(
 
     query = (
         "SELECT 'lost' || i || '@example.com' AS email FROM generate_series(1, 50000) AS i "
-        "WHERE i % 5000 <> 0 OR (SELECT true FROM pg_sleep(0.2))"
+        "WHERE CASE WHEN i % 5000 = 0 THEN pg_sleep(0.2)::text = '' ELSE true END"
     )
     task = asyncio.create_task(_run_sql(emu, list_id, query, postgres_url))
 
