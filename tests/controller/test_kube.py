@@ -47,3 +47,12 @@ async def test_a_burst_longer_than_the_pool_timeout_leaves_the_client_usable(
         assert await kube.list("configmaps", "ns") == []
     finally:
         await kube.aclose()
+
+
+def test_a_missing_sniffio_is_not_searched_for_on_every_request() -> None:
+    import sys
+
+    if sys.modules.get("sniffio") is not None:
+        pytest.skip("sniffio is installed")
+    # Importing the client left a None entry: httpcore's `import sniffio` fails at once.
+    assert "sniffio" in sys.modules
