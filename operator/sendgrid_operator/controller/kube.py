@@ -9,9 +9,7 @@ translated once, into :class:`ApiError` and its subclasses, with the apiserver's
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import ssl
-import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -19,14 +17,6 @@ import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore asks ``import sniffio`` which async library runs, several times per request
-    # (locks, events, cancellation shields). Not installed (anyio 4 no longer needs it),
-    # each failed import searched sys.path again: ~70 µs a time, a third of the operator's
-    # CPU per API request. A None entry makes the ImportError immediate; nothing else
-    # changes, since it is not installed.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 JSON = dict[str, Any]
 MERGE = "application/merge-patch+json"
