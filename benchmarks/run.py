@@ -32,7 +32,9 @@ def discover() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {discover()})")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default: all of {discover()})"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args(argv)
     names = args.names or discover()
