@@ -28,3 +28,17 @@ def emulator_admin(sendgrid_emulator_thread: Emulator) -> Iterator[AdminClient]:
     """The admin client of ``sendgrid_emulator_thread``."""
     with AdminClient(sendgrid_emulator_thread.url) as admin:
         yield admin
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """A fresh emulator in a background thread, applying jobs quickly (20 ms)."""
+    with Emulator(EmulatorConfig(apply_delay=0.02)).running_in_thread() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def admin(emu: Emulator) -> Iterator[AdminClient]:
+    """The admin client of ``emu``."""
+    with AdminClient(emu.url) as client:
+        yield client

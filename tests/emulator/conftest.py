@@ -8,24 +8,12 @@ import httpx
 import pytest
 from sg_oai import Specs, ValidatingTransport, Validator
 
-from sendgrid_operator.emulator import AdminClient, Emulator, EmulatorConfig
+from sendgrid_operator.emulator import Emulator
 
 
 @pytest.fixture(scope="session")
 def specs() -> Specs:
     return Specs()
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(apply_delay=0.02)).running_in_thread() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def admin(emu: Emulator) -> Iterator[AdminClient]:
-    with AdminClient(emu.url) as client:
-        yield client
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pg import postgres_server
 from sendgrid_operator.api.common import KeySelector
 from sendgrid_operator.api.export import SegmentExportSpec
-from sendgrid_operator.emulator import AdminClient, Emulator, EmulatorConfig
+from sendgrid_operator.emulator import AdminClient, Emulator
 from sendgrid_operator.engine import EngineSettings, ExportPlan
 from sendgrid_operator.sendgrid import RetryPolicy
 
@@ -80,18 +80,6 @@ def make_plan(
 
 def file_segment(name: str, path: Path | str, **file: Any) -> dict[str, Any]:
     return {"name": name, "source": {"file": {"path": str(path), **file}}}
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(apply_delay=0.02)).running_in_thread() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def admin(emu: Emulator) -> Iterator[AdminClient]:
-    with AdminClient(emu.url) as client:
-        yield client
 
 
 @pytest.fixture
