@@ -82,6 +82,14 @@ def _make_parquet(path: Path, n: int) -> None:
     writer.close()
 
 
+def _make_csv(parquet: Path, out: Path) -> None:
+    """The same rows as CSV, with a header row (the engine's CSV source)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    pcsv.write_csv(pq.read_table(parquet), out)
+
+
 def _make_table(url: str, n: int) -> None:
     import psycopg
 
@@ -284,7 +292,7 @@ def _new_list(url: str) -> str:
 
 
 def main(quick: bool) -> dict[str, Any]:
-    sizes = [100_000] if quick else [100_000, 1_000_000]
+    sizes = [100_000] if quick else [10_000, 100_000, 1_000_000]
     results: dict[str, Any] = {"layout": "emulator and each engine run in separate processes"}
     emu, url = _spawn_emulator()
     try:
@@ -297,6 +305,8 @@ def main(quick: bool) -> dict[str, Any]:
                 for n in sizes:
                     parquet = root / f"p{n}.parquet"
                     _make_parquet(parquet, n)
+                    csv_file = root / f"p{n}.csv"
+                    _make_csv(parquet, csv_file)
                     _make_table(db_url, n)
                     figures: dict[str, Any] = {}
                     # baseline: read + send the same bodies
@@ -321,7 +331,14 @@ def main(quick: bool) -> dict[str, Any]:
                     }
                     manifest.write_text(_manifest(list_id, sql, db_url))
                     figures["postgres_full"] = _run_child("full", manifest, url, root / f"pg-{n}")
+                    # the engine from CSV (same rows)
+                    list_id = _new_list(url)
+                    manifest.write_text(_manifest(list_id, {"file": {"path": str(csv_file)}}, None))
+                    figures["csv_full"] = _run_child("full", manifest, url, root / f"csv-{n}")
                     base = figures["baseline"]["wall_seconds"]
+                    figures["csv_full_vs_baseline"] = round(
+                        figures["csv_full"]["wall_seconds"] / base, 2
+                    )
                     figures["parquet_full_vs_baseline"] = round(
                         figures["parquet_full"]["wall_seconds"] / base, 2
                     )
