@@ -52,9 +52,13 @@ class Operator:
         return httpx.get(self.url + "/metrics", timeout=5).text
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(devcluster: DevCluster, admin_api: Api, crds: list[str]) -> Iterator[Operator]:
-    """``helm install`` of charts/sendgrid-operator, waited for until it serves /readyz."""
+    """``helm install`` of charts/sendgrid-operator, waited for until it serves /readyz.
+
+    Package-scoped: the operator watches every namespace, so it must be gone (its Pod too,
+    not only the release) before tests outside ``e2e/`` write status of their own.
+    """
     if admin_api.get_or_none(f"/api/v1/namespaces/{OPERATOR_NAMESPACE}") is None:
         admin_api.post("/api/v1/namespaces", {"metadata": {"name": OPERATOR_NAMESPACE}})
     kube = Kube(devcluster, admin_api, OPERATOR_NAMESPACE)
@@ -83,7 +87,8 @@ def operator(devcluster: DevCluster, admin_api: Api, crds: list[str]) -> Iterato
     op = Operator(kube, port)
     wait_for(op.ready, 90, "the operator to serve /readyz")
     yield op
-    kube.helm("uninstall", RELEASE, check=False)
+    kube.helm("uninstall", RELEASE, "--wait", check=False)
+    wait_for(lambda: not op.pods(), 60, "the operator's Pod to be gone after helm uninstall")
 
 
 @pytest.fixture
