@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sendgrid_operator.api.report import SegmentCounts
 from sendgrid_operator.engine import buckets, incremental, reading
-from sendgrid_operator.engine.batching import BodyBuilder, BodyWriter
+from sendgrid_operator.engine.batching import BodyBuilder
 from sendgrid_operator.engine.state import ExportState, StateError
 from sendgrid_operator.sendgrid import SendGridClient
 from sendgrid_operator.sendgrid import client as client_module
@@ -27,9 +27,11 @@ def _prepared(tmp_path: Path, keys: list[int], content: list[int]) -> reading.Pr
     spool = reading.Spool(tmp_path)
     prepared = reading.Prepared([SegmentCounts(name="a"), SegmentCounts(name="b")], [], spool)
     for i, (k, c) in enumerate(zip(keys, content, strict=True)):
+        if i in (0, len(keys) // 2):
+            spool.begin_segment()
         prepared.keys.append(k)
         prepared.content.append(c)
-        spool.append(0 if i < len(keys) // 2 else 1, i + 1, b'{"email":"%d"}' % i)
+        spool.append(i + 1, b'{"email":"%d"}' % i)
     spool.finish()
     prepared.seg_starts = [0, len(keys) // 2]
     return prepared
@@ -124,10 +126,24 @@ def test_spool_random_access_from_sparse_offsets(
     monkeypatch.setattr(reading, "_STRIDE", stride)
     rng = random.Random(stride)
     spool = reading.Spool(tmp_path)
-    records = [(rng.randrange(3), i + 7, b"x" * rng.randrange(0, 40)) for i in range(500)]
-    for segment, row, encoded in records:
-        spool.append(segment, row, encoded)
+    records: list[tuple[int, int, bytes]] = []
+    segment, row = -1, 0
+    for i in range(500):
+        if i == 0 or rng.random() < 0.02:
+            segment, row = segment + 1, 0
+            spool.begin_segment()
+            if rng.random() < 0.3:  # an empty segment
+                segment += 1
+                spool.begin_segment()
+        row += 1 if rng.random() < 0.8 else rng.randrange(2, 9)  # gaps: invalid rows
+        encoded = b"x" * rng.randrange(0, 40)
+        records.append((segment, row, encoded))
+        if rng.random() < 0.5:
+            spool.append(row, encoded)
+        else:  # the fast path's bulk append, of one row or with the next ones
+            spool.extend(row, [encoded], [len(encoded)])
     spool.finish()
+    assert Path(spool.path).read_bytes() == b"".join(e + b"," for _, _, e in records)
     with open(spool.path, "rb") as handle:
         for index in [*range(0, 500, 7), 499, 0, 250, 3]:
             assert spool.read(handle, index) == records[index]
@@ -141,6 +157,68 @@ def test_spool_random_access_from_sparse_offsets(
         len(e) for (_, _, e), m in zip(records, mask, strict=True) if m
     )
     spool.remove()
+
+
+def test_spool_extend_keeps_row_runs(tmp_path: Path) -> None:
+    spool = reading.Spool(tmp_path)
+    spool.begin_segment()
+    spool.extend(1, [b"a", b"bb"], [1, 2])
+    spool.append(3, b"c")  # continues the run
+    spool.append(7, b"d")  # rows 4-6 were invalid
+    spool.begin_segment()
+    spool.extend(1, [b"e", b"f"], [1, 1])
+    spool.extend(5, [], [])
+    spool.finish()
+    assert [spool.locate(i) for i in range(len(spool))] == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 7),
+        (1, 1),
+        (1, 2),
+    ]
+    assert len(spool._run_starts) == 3
+    spool.remove()
+
+
+def _version1(state: ExportState) -> bytes:
+    """A state as version 1 wrote it: the three arrays in one zlib stream."""
+    import json
+    import struct
+    import zlib
+
+    keys = state.keys.to_pylist()
+    deltas = [b - a for a, b in zip([0, *keys], keys, strict=False)]
+    header = json.dumps(
+        {"version": 1, "salt": state.salt.hex(), "lists": state.list_ids, "n": len(keys)}
+    ).encode()
+    body = (
+        array("Q", deltas).tobytes()
+        + array("I", state.content.to_pylist()).tobytes()
+        + array("H", state.flags.to_pylist()).tobytes()
+    )
+    return b"SGOSTATE" + struct.pack("<BI", 1, len(header)) + header + zlib.compress(body, 6)
+
+
+def test_a_version_1_state_is_still_read() -> None:
+    rng = random.Random(7)
+    keys = sorted({rng.getrandbits(64) for _ in range(5_000)})
+    state = ExportState.new(["a"])
+    state.keys = pa.array(keys, pa.uint64())
+    state.content = pa.array([rng.getrandbits(32) for _ in keys], pa.uint32())
+    state.flags = pa.array([rng.getrandbits(1) for _ in keys], pa.uint16())
+    old = ExportState.decode(_version1(state))
+    assert old.keys.to_pylist() == keys and old.salt == state.salt
+    assert old.content.to_pylist() == state.content.to_pylist()
+    assert old.flags.to_pylist() == state.flags.to_pylist()
+    # the current version: content hashes stored as they are, the rest compressed
+    data = state.encode()
+    assert data[8] == 2
+    assert len(data) < 8 * len(keys) + 4 * len(keys) + 2 * len(keys)
+    with pytest.raises(StateError, match="after the last section"):
+        ExportState.decode(data + b"\x00")
+    with pytest.raises(StateError, match="not supported"):
+        ExportState.decode(data[:8] + b"\x03" + data[9:])
 
 
 def test_state_encoding_is_piecewise_and_checks_its_size() -> None:
@@ -167,26 +245,6 @@ def test_state_encoding_is_piecewise_and_checks_its_size() -> None:
             ExportState.decode(bad)
     empty = ExportState.decode(ExportState.new(["a"]).encode())
     assert len(empty) == 0 and empty.list_ids == ["a"]
-
-
-def test_body_writer_builds_the_same_bodies_as_the_builder() -> None:
-    pieces = [b'{"email":"a%d@example.com"}' % i for i in range(50)]
-    writer = BodyWriter([LIST_ID], 7, 400)
-    builder = BodyBuilder([LIST_ID], 7, 400)
-    bodies: list[bytes] = []
-    expected: list[bytes] = []
-    for piece in pieces:
-        assert writer.fits(piece) == builder.fits(piece)
-        if not writer.fits(piece):
-            assert writer.size == builder.size
-            bodies.append(writer.take())
-            expected.append(builder.build())
-            builder.reset()
-        writer.add(piece)
-        builder.add(piece)
-    bodies.append(writer.take())
-    expected.append(builder.build())
-    assert bodies == expected and len(writer) == 0
 
 
 async def test_large_bodies_are_streamed_with_their_length(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,6 @@ against an exhaustive search with hypothesis.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -99,45 +98,3 @@ class BodyBuilder:
     def reset(self) -> None:
         self.pieces = []
         self.size = self.fixed
-
-
-class BodyWriter:
-    """Like :class:`BodyBuilder`, but writes each contact into the body as it is added:
-    no list of pieces is kept, and :meth:`take` returns the body without copying it, so
-    a body in flight costs its own size and nothing more."""
-
-    def __init__(self, list_ids: Sequence[str], max_count: int, max_bytes: int) -> None:
-        self.prefix = body_prefix(list_ids)
-        self.fixed = len(self.prefix) + len(BODY_SUFFIX)
-        self.max_count = max_count
-        self.max_bytes = max_bytes
-        self._start()
-
-    def _start(self) -> None:
-        self._body = io.BytesIO()
-        self._body.write(self.prefix)
-        self.count = 0
-        self.size = self.fixed
-
-    def fits(self, piece: bytes) -> bool:
-        if not self.count:
-            return True
-        return self.count < self.max_count and self.size + len(piece) + 1 <= self.max_bytes
-
-    def add(self, piece: bytes) -> None:
-        if self.count:
-            self._body.write(b",")
-            self.size += 1
-        self._body.write(piece)
-        self.size += len(piece)
-        self.count += 1
-
-    def __len__(self) -> int:
-        return self.count
-
-    def take(self) -> bytes:
-        """The body so far (``size`` bytes); the writer starts a new, empty one."""
-        self._body.write(BODY_SUFFIX)
-        body = self._body.getvalue()
-        self._start()
-        return body

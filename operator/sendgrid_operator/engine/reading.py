@@ -7,27 +7,26 @@ keeping contacts in memory would not fit a 1,000,000-profile export in 200 MB. S
 valid row is encoded once and appended to a temporary file (about 150 bytes a contact),
 and memory holds only fixed-width arrays per row: the email key (8 bytes), the content
 hash (4) and the encoded length (4), 16 bytes a row. A record's offset in the spool is
-derived from the lengths when it is needed (rarely: rejected rows, dry runs), and its
-segment from where each segment's rows start. De-duplication (first occurrence wins) runs
-on those arrays after the pass, bucket by bucket (:mod:`.buckets`).
+derived from the lengths when it is needed, and its segment and row number from where
+each segment and each run of consecutive rows start. De-duplication (first occurrence
+wins) runs on those arrays after the pass, bucket by bucket (:mod:`.buckets`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import struct
 import sys
 import tempfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import chain, repeat
-from operator import methodcaller
+from itertools import repeat
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,11 +38,12 @@ from sendgrid_operator.engine.batching import overhead
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
 from sendgrid_operator.engine.outcomes import Reason, RunStopped
 from sendgrid_operator.engine.plan import Resolver
-from sendgrid_operator.engine.sources import Source, build_source
+from sendgrid_operator.engine.readahead import read_ahead
+from sendgrid_operator.engine.sources import RowBatch, Source, build_source
 from sendgrid_operator.engine.state import ExportState
 
 TOO_LARGE = "too_large"
-_RECORD = struct.Struct("<HII")  # segment index, row number, JSON length
+SEPARATOR = b","  # after every record: a run of records is a run of a body, as it is
 _STRIDE = 256  # Spool: one remembered offset per this many records
 TICK_ROWS = 2048
 
@@ -51,23 +51,52 @@ Tick = Callable[[int, int | None], None]  # (rows read, expected total)
 
 
 class Spool:
-    """An append-only temporary file of encoded contacts.
+    """An append-only temporary file of encoded contacts, each followed by a comma.
 
-    Memory holds only each record's encoded length (:attr:`lengths`, 4 bytes a record);
-    random access (:meth:`read_many`) derives offsets from them, every ``_STRIDE``-th one
-    kept, and walks forward from there."""
+    The file holds nothing but the contacts' JSON, so consecutive records are already
+    the middle of an upload body and :mod:`.bodies` cuts bodies from it a slice at a
+    time. Memory holds each record's encoded length (:attr:`lengths`, 4 bytes a record),
+    where each segment starts, and where a run of consecutive row numbers starts (one
+    entry per run: a whole batch of valid rows, or the row after an invalid one), from
+    which :meth:`locate` finds a record's segment and row number. Random access
+    (:meth:`read_many`) derives offsets from the lengths, every ``_STRIDE``-th one kept,
+    and walks forward from there."""
 
     def __init__(self, directory: Path | None) -> None:
         fd, self.path = tempfile.mkstemp(prefix="sgexport-spool-", dir=directory)
         self._out: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
-        self.write = self._out.write
         self.lengths = array("I")
+        self._seg_starts = array("Q")
+        self._run_starts = array("Q")  # spool index of each run's first record
+        self._run_rows = array("Q")  # ... and its row number
+        self._next_row = -1  # the row number that continues the current run
         self._checkpoints: array[int] | None = None
 
-    def append(self, segment: int, row: int, encoded: bytes) -> None:
+    def begin_segment(self) -> None:
+        """The records appended from now on belong to the next segment."""
+        self._seg_starts.append(len(self.lengths))
+        self._next_row = -1
+
+    def _run(self, row: int, count: int) -> None:
+        if row != self._next_row:
+            self._run_starts.append(len(self.lengths))
+            self._run_rows.append(row)
+        self._next_row = row + count
+
+    def append(self, row: int, encoded: bytes) -> None:
+        self._run(row, 1)
         self.lengths.append(len(encoded))
-        self._out.write(_RECORD.pack(segment, row, len(encoded)))
         self._out.write(encoded)
+        self._out.write(SEPARATOR)
+
+    def extend(self, first_row: int, encoded: list[bytes], sizes: Iterable[int]) -> None:
+        """Append ``encoded`` (rows ``first_row``, ``first_row + 1``, ...) in one write."""
+        if not encoded:
+            return
+        self._run(first_row, len(encoded))
+        self.lengths.extend(sizes)
+        self._out.write(SEPARATOR.join(encoded))
+        self._out.write(SEPARATOR)
 
     def finish(self) -> None:
         self._out.close()
@@ -75,27 +104,30 @@ class Spool:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(segment, row number)`` of the record at ``index``."""
+        run = bisect_right(self._run_starts, index) - 1
+        segment = bisect_right(self._seg_starts, index) - 1
+        return max(segment, 0), self._run_rows[run] + index - self._run_starts[run]
+
     def scan(self) -> Iterator[tuple[int, int, int, bytes]]:
         """``(index, segment, row, encoded)`` in spool order."""
-        size = _RECORD.size
-        unpack = _RECORD.unpack
         with open(self.path, "rb", buffering=1 << 20) as f:
             read = f.read
-            for index in range(len(self.lengths)):
-                segment, row, length = unpack(read(size))
-                yield index, segment, row, read(length)
+            for index, length in enumerate(self.lengths):
+                encoded = read(length + 1)[:-1]
+                yield index, *self.locate(index), encoded
 
     def _offsets(self) -> array[int]:
         """The offset of every ``_STRIDE``-th record (built once, on first use)."""
         if self._checkpoints is None:
             checkpoints = array("Q")
             position = 0
-            size = _RECORD.size
             lengths = self.lengths
             for start in range(0, len(lengths), _STRIDE):
                 checkpoints.append(position)
                 chunk = lengths[start : start + _STRIDE]
-                position += sum(chunk) + size * len(chunk)
+                position += sum(chunk) + len(chunk)
             self._checkpoints = checkpoints
         return self._checkpoints
 
@@ -105,17 +137,20 @@ class Spool:
         """``(index, segment, row, encoded)`` for ``indices`` (fastest in ascending order)."""
         checkpoints = self._offsets()
         lengths = self.lengths
-        size = _RECORD.size
         cursor = -1  # the record the handle is positioned at, -1: unknown
         for index in indices:
             if cursor < 0 or index < cursor or index - cursor >= _STRIDE:
                 cursor = index - index % _STRIDE
                 handle.seek(checkpoints[cursor // _STRIDE])
+            skip = 0
             while cursor < index:
-                handle.seek(size + lengths[cursor], os.SEEK_CUR)
+                skip += lengths[cursor] + 1
                 cursor += 1
-            segment, row, length = _RECORD.unpack(handle.read(size))
-            yield index, segment, row, handle.read(length)
+            if skip:
+                handle.seek(skip, os.SEEK_CUR)
+            length = lengths[index]
+            encoded = handle.read(length + 1)[:length]
+            yield index, *self.locate(index), encoded
             cursor += 1
 
     def read(self, handle: IO[bytes], index: int) -> tuple[int, int, bytes]:
@@ -277,14 +312,9 @@ def _read_all(
     seed = state.content_seed(list(list_ids))
     crc32 = zlib.crc32
     blake2b = hashlib.blake2b
-    keyed = partial(blake2b, digest_size=8, key=salt)
-    digest = methodcaller("digest")
     from_bytes = int.from_bytes
     keys, content = prepared.keys, prepared.content
     spool = prepared.spool
-    lengths = spool.lengths
-    write = spool.write
-    pack = _RECORD.pack
     by_reason = prepared.invalid_by_reason
     check_at = max_profiles + 1
     total_read = 0
@@ -293,12 +323,15 @@ def _read_all(
         source = build_source(segment.source, resolver)
         prepared.labels.append(source.label)
         prepared.seg_starts.append(len(keys))
+        spool.begin_segment()
         read = invalid = 0
+        converted: Generator[Converted | FastRun] | None = None
         try:
             columns = source.open(compiled.columns)
             check_columns(compiled, columns, f"segment {segment.name!r} ({source.label})")
             expected = source.estimated_total()
-            for item in _converted(source, compiled):
+            converted = _converted(source, compiled)
+            for item in converted:
                 if item.__class__ is FastRun:
                     run: FastRun = item
                     n = run.length
@@ -307,15 +340,15 @@ def _read_all(
                     if len(keys) + n < check_at and max(sizes) <= room:
                         # plainly valid rows, no limit reached: the per-row steps in bulk
                         emails = run.emails.cast(pa.binary()).to_pylist()
-                        _add_keys(keys, list(map(digest, map(keyed, emails))))
+                        _add_keys(
+                            keys,
+                            [blake2b(e, digest_size=8, key=salt).digest() for e in emails],
+                        )
                         crcs = list(map(crc32, encs, repeat(seed)))
                         if 0 in crcs:
                             crcs = [c or 1 for c in crcs]
                         content.extend(crcs)
-                        lengths.extend(sizes)
-                        first = run.first
-                        headers = map(pack, repeat(seg_index), range(first, first + n), sizes)
-                        write(b"".join(chain.from_iterable(zip(headers, encs, strict=True))))
+                        spool.extend(run.first, encs, sizes)
                         if tick is not None:
                             done = total_read + read
                             for at in range(
@@ -347,10 +380,7 @@ def _read_all(
                             )
                         )
                         content.append(crc32(encoded, seed) or 1)
-                        size = len(encoded)
-                        lengths.append(size)
-                        write(pack(seg_index, row_number, size))
-                        write(encoded)
+                        spool.append(row_number, encoded)
                         if len(keys) >= check_at:
                             unique = pc.count_distinct(_u64(keys)).as_py()
                             if unique > max_profiles:
@@ -365,6 +395,8 @@ def _read_all(
             counts.read = read
             counts.invalid = invalid
             total_read += read
+            if converted is not None:
+                converted.close()  # stops the read-ahead before the source closes
             source.close()
     if tick is not None:
         tick(total_read, None)
@@ -403,7 +435,7 @@ def _add_keys(keys: array[int], digests: list[bytes]) -> None:
         keys.extend([int.from_bytes(d, "little") for d in digests])
 
 
-def _converted(source: Source, compiled: CompiledMapping) -> Iterator[Converted | FastRun]:
+def _converted(source: Source, compiled: CompiledMapping) -> Generator[Converted | FastRun]:
     """``(row number, *convert_row(row))`` for every row of the source, in order. A source
     with batches (:class:`.sources.BatchSource`) gets :mod:`.fastpath`'s answer for its
     plainly valid rows, as :class:`FastRun` items, and ``convert_row``'s for the others."""
@@ -412,13 +444,26 @@ def _converted(source: Source, compiled: CompiledMapping) -> Iterator[Converted 
         for row_number, row in source.rows():
             yield (row_number, *convert_row(compiled, row))
         return
-    for batch in batches():
-        first = batch.first
+
+    def prepare(batch: RowBatch) -> tuple[Any, Any, Any] | None:
         if not fastpath.usable(compiled, batch.arrays):
+            return None
+        return fastpath.convert_batch(compiled, batch.arrays)
+
+    with closing(read_ahead(batches, prepare)) as ahead:
+        yield from _batch_items(compiled, ahead)
+
+
+def _batch_items(
+    compiled: CompiledMapping, ahead: Iterator[tuple[RowBatch, tuple[Any, Any, Any] | None]]
+) -> Iterator[Converted | FastRun]:
+    for batch, converted in ahead:
+        first = batch.first
+        if converted is None:
             for index, row in enumerate(batch.rows()):
                 yield (first + index, *convert_row(compiled, row))
             continue
-        good, emails, contacts = fastpath.convert_batch(compiled, batch.arrays)
+        good, emails, contacts = converted
         bad: list[int] = pc.indices_nonzero(pc.invert(good)).to_pylist()
         start = 0
         for stop in [*bad, batch.length]:

@@ -35,6 +35,12 @@ from sendgrid_operator.engine.plan import Resolver
 
 Row = Mapping[str, Any]
 PARQUET_BATCH_ROWS = 8192
+#: CSV rows per :class:`RowBatch` (at most; a batch also ends where row numbers skip).
+CSV_BATCH_ROWS = 8192
+#: A run of consecutive CSV rows shorter than this gets no Arrow arrays (its rows go one
+#: by one through ``convert_row``): ``fastpath.convert_batch`` costs about a millisecond a
+#: batch whatever its length, as much as ``convert_row`` on some 400 rows.
+CSV_MIN_ARROW_ROWS = 512
 DOWNLOAD_CHUNK = 1 << 16
 
 
@@ -212,7 +218,13 @@ class CsvSource(FileSourceBase):
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]
         self._header = [h.strip() for h in header]
+        self._columns = [c for c in dict.fromkeys(columns) if c in self._header]
         return dict.fromkeys(self._header, "string")
+
+    def _read_error(self, exc: Exception) -> SourceError:
+        return SourceError(
+            f"{self.label}:{self._reader.line_num}: cannot read the file as {self.spec.encoding} CSV: {exc}"
+        )
 
     def rows(self) -> Iterator[tuple[int, Row]]:
         header = self._header
@@ -223,9 +235,100 @@ class CsvSource(FileSourceBase):
                     continue
                 yield reader.line_num, dict(zip(header, values, strict=False))
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(
-                f"{self.label}:{reader.line_num}: cannot read the file as {self.spec.encoding} CSV: {exc}"
-            ) from exc
+            raise self._read_error(exc) from exc
+
+    def _runs(self) -> Iterator[tuple[int, list[tuple[str, ...]]]]:
+        """``(first row number, records)``: the records of :meth:`rows`, in runs of at
+        most ``CSV_BATCH_ROWS`` with consecutive row numbers. A run ends early where the
+        numbers skip: a blank line, or a quoted value that spans lines.
+
+        Records are kept as tuples: the cyclic GC stops tracking a tuple of strings, but
+        not a list, and thousands of live lists a batch cost a full collection (of every
+        object in the process) every few batches, as much time as parsing them."""
+        reader = self._reader
+        size = CSV_BATCH_ROWS
+        records: list[tuple[str, ...]] = []
+        append = records.append
+        first = expected = 0
+        try:
+            for values in map(tuple, reader):
+                if not values:
+                    continue
+                number = reader.line_num
+                if number != expected or len(records) >= size:
+                    if records:
+                        yield first, records
+                    records = []
+                    append = records.append
+                    first = number
+                append(values)
+                expected = number + 1
+        except (UnicodeDecodeError, csv.Error) as exc:
+            if records:  # the rows before the bad line, as rows() yields them
+                yield first, records
+            raise self._read_error(exc) from exc
+        if records:
+            yield first, records
+
+    def batches(self) -> Iterator[RowBatch]:
+        """The rows of :meth:`rows` as batches, the mapped columns as Arrow string arrays
+        (None where a row has fewer fields than the header)."""
+        import pyarrow as pa
+
+        header = self._header
+        # dict(zip(header, values)) keeps a repeated name's last value *within the row*:
+        # each column's positions, last first
+        positions = {
+            name: [j for j in range(len(header) - 1, -1, -1) if header[j] == name]
+            for name in self._columns
+        }
+        width = len(header)
+        for first, records in self._runs():
+            arrays: dict[str, Any] = {}
+            if len(records) >= CSV_MIN_ARROW_ROWS:
+                full = min(map(len, records)) >= width
+                for name, places in positions.items():
+                    j = places[0]
+                    if full:
+                        column: list[str | None] = [values[j] for values in records]
+                    elif len(places) == 1:
+                        column = [values[j] if len(values) > j else None for values in records]
+                    else:
+                        column = [_last_value(values, places) for values in records]
+                    try:
+                        arrays[name] = pa.array(column, type=pa.string())
+                    except UnicodeEncodeError:  # a lone surrogate (unicode_escape): no array,
+                        continue  # so these rows take convert_row, as rows() would
+            yield RowBatch(
+                first,
+                len(records),
+                arrays,
+                _record_row(header, records),
+                _record_rows(header, records),
+            )
+
+
+def _last_value(values: tuple[str, ...], places: list[int]) -> str | None:
+    """The value ``dict(zip(header, values))`` keeps for a column at ``places`` (descending)."""
+    count = len(values)
+    for j in places:
+        if j < count:
+            return values[j]
+    return None
+
+
+def _record_row(header: list[str], records: list[tuple[str, ...]]) -> Callable[[int], Row]:
+    def row(index: int) -> Row:
+        return dict(zip(header, records[index], strict=False))
+
+    return row
+
+
+def _record_rows(header: list[str], records: list[tuple[str, ...]]) -> Callable[[], Sequence[Row]]:
+    def rows() -> Sequence[Row]:
+        return [dict(zip(header, values, strict=False)) for values in records]
+
+    return rows
 
 
 class JsonLinesSource(FileSourceBase):

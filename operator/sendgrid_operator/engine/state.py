@@ -14,8 +14,8 @@ One entry per contact, in three parallel arrays sorted by key:
 - ``flags``: bit *i* set when this export added the contact to ``list_ids[i]`` (ownership,
   used by mirror).
 
-Serialised as a small JSON header plus the arrays (keys delta-encoded) compressed with
-zlib. A :class:`StateStore` only moves the bytes: a file for the local command, something
+Serialised as a small JSON header plus the arrays in three sections (keys delta-encoded
+and compressed, content hashes stored as they are, flags compressed). A :class:`StateStore` only moves the bytes: a file for the local command, something
 in the cluster for the Job. Losing the state is safe: the next run is a full run, and
 mirror removes nothing that run.
 """
@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 log = logging.getLogger(__name__)
 
 MAGIC = b"SGOSTATE"
-VERSION = 1
+VERSION = 2  # 1: the three arrays in one zlib stream (still read)
 MAX_LISTS = 16
 DEFAULT_STATE_DIR = Path(".sendgrid-operator") / "state"
 
@@ -164,62 +164,128 @@ class ExportState:
 
     # -- bytes --------------------------------------------------------------------------
     def encode(self) -> bytes:
-        """Header, then zlib of: the first key and the deltas between sorted keys (8 bytes
-        each), the content hashes (4), the flags (2). Compressed piece by piece from the
-        arrays' own buffers, so no uncompressed copy of the whole body is made."""
+        """Header, then three sections: the first key and the deltas between sorted keys
+        (8 bytes each, zlib level 1: their high bytes are mostly zero), the content
+        hashes (4 bytes each, stored as they are: random bits do not compress, and zlib
+        spent most of a large run's state time finding that out), the flags (2 bytes
+        each, zlib). Each section is ``<codec:u8><size:u64>`` and its bytes, written
+        piece by piece from the arrays' own buffers, so no uncompressed copy of the whole
+        state is made."""
         header = json.dumps(
             {"version": VERSION, "salt": self.salt.hex(), "lists": self.list_ids, "n": len(self)}
         ).encode()
-        packer = zlib.compressobj(6)
         out = io.BytesIO()  # getvalue() hands over its buffer: the result is never copied
         out.write(MAGIC + struct.pack("<BI", VERSION, len(header)) + header)
-        previous = pa.array([0], pa.uint64())
-        for piece in _pieces(self.keys, pa.uint64()):
-            shifted = pa.concat_arrays([previous, piece.slice(0, len(piece) - 1)])
-            out.write(packer.compress(_view(pc.subtract_checked(piece, shifted), 8)))
-            previous = piece.slice(len(piece) - 1)
-        for piece in _pieces(self.content, pa.uint32()):
-            out.write(packer.compress(_view(piece, 4)))
-        for piece in _pieces(self.flags, pa.uint16()):
-            out.write(packer.compress(_view(piece, 2)))
-        out.write(packer.flush())
+
+        def deltas() -> Iterator[memoryview]:
+            previous = pa.array([0], pa.uint64())
+            for piece in _pieces(self.keys, pa.uint64()):
+                shifted = pa.concat_arrays([previous, piece.slice(0, len(piece) - 1)])
+                yield _view(pc.subtract_checked(piece, shifted), 8)
+                previous = piece.slice(len(piece) - 1)
+
+        _section(out, _ZLIB, deltas())
+        _section(out, _RAW, (_view(p, 4) for p in _pieces(self.content, pa.uint32())))
+        _section(out, _ZLIB, (_view(p, 2) for p in _pieces(self.flags, pa.uint16())))
         return out.getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> ExportState:
-        """The inverse of :meth:`encode`, decompressed one array at a time."""
+        """The inverse of :meth:`encode` (and of version 1's single zlib stream)."""
         if not data.startswith(MAGIC):
             raise StateError("not an export state")
         try:
             version, hlen = struct.unpack_from("<BI", data, len(MAGIC))
-            if version != VERSION:
+            if version not in (1, VERSION):
                 raise StateError(f"state version {version} is not supported")
             start = len(MAGIC) + 5
             header: dict[str, Any] = json.loads(data[start : start + hlen])
             n = int(header["n"])
-            unpacker = zlib.decompressobj()
-            pending = memoryview(data)[start + hlen :]
-
-            def part(size: int) -> pa.Buffer:
-                nonlocal pending
-                if not size:
-                    return pa.py_buffer(b"")
-                chunk = unpacker.decompress(pending, size)
-                pending = memoryview(unpacker.unconsumed_tail)
-                if len(chunk) != size:
-                    raise StateError("corrupt state: size does not match")
-                return pa.py_buffer(chunk)
-
-            deltas = pa.Array.from_buffers(pa.uint64(), n, [None, part(8 * n)])
+            body = memoryview(data)[start + hlen :]
+            reader = _Version1(body) if version == 1 else _Sections(body)
+            deltas = pa.Array.from_buffers(pa.uint64(), n, [None, reader.part(8 * n)])
             keys = pc.cumulative_sum(deltas) if n else deltas
             del deltas
-            content = pa.Array.from_buffers(pa.uint32(), n, [None, part(4 * n)])
-            flags = pa.Array.from_buffers(pa.uint16(), n, [None, part(2 * n)])
-            if unpacker.decompress(pending, 1) or not unpacker.eof:
-                raise StateError("corrupt state: size does not match")
+            content = pa.Array.from_buffers(pa.uint32(), n, [None, reader.part(4 * n)])
+            flags = pa.Array.from_buffers(pa.uint16(), n, [None, reader.part(2 * n)])
+            reader.end()
         except (struct.error, ValueError, zlib.error) as exc:
             raise StateError(f"corrupt state: {exc}") from exc
         return cls(bytes.fromhex(header["salt"]), list(header["lists"]), keys, content, flags)
+
+
+_RAW = 0
+_ZLIB = 1
+_SECTION = struct.Struct("<BQ")
+
+
+def _section(out: io.BytesIO, codec: int, pieces: Iterator[memoryview]) -> None:
+    """Write one section: its codec and size, then its bytes (size patched in after)."""
+    at = out.tell()
+    out.write(_SECTION.pack(codec, 0))
+    if codec == _ZLIB:
+        packer = zlib.compressobj(1)
+        for piece in pieces:
+            out.write(packer.compress(piece))
+        out.write(packer.flush())
+    else:
+        for piece in pieces:
+            out.write(piece)
+    end = out.tell()
+    out.seek(at)
+    out.write(_SECTION.pack(codec, end - at - _SECTION.size))
+    out.seek(end)
+
+
+class _Sections:
+    """Reads version 2's sections, each exactly the size the header's ``n`` implies."""
+
+    def __init__(self, body: memoryview) -> None:
+        self.body = body
+
+    def part(self, size: int) -> pa.Buffer:
+        codec, stored = _SECTION.unpack_from(self.body)
+        chunk = self.body[_SECTION.size : _SECTION.size + stored]
+        if len(chunk) != stored:
+            raise StateError("corrupt state: a section is cut short")
+        self.body = self.body[_SECTION.size + stored :]
+        if codec == _RAW:
+            plain: bytes | memoryview = chunk
+        elif codec == _ZLIB:
+            unpacker = zlib.decompressobj()
+            plain = unpacker.decompress(chunk, size) if size else b""
+            if size and (unpacker.unconsumed_tail or not unpacker.eof):
+                raise StateError("corrupt state: size does not match")
+        else:
+            raise StateError(f"corrupt state: unknown codec {codec}")
+        if len(plain) != size:
+            raise StateError("corrupt state: size does not match")
+        return pa.py_buffer(bytes(plain) if isinstance(plain, memoryview) else plain)
+
+    def end(self) -> None:
+        if len(self.body):
+            raise StateError("corrupt state: bytes after the last section")
+
+
+class _Version1:
+    """Reads version 1: the three arrays in one zlib stream."""
+
+    def __init__(self, body: memoryview) -> None:
+        self.unpacker = zlib.decompressobj()
+        self.pending = body
+
+    def part(self, size: int) -> pa.Buffer:
+        if not size:
+            return pa.py_buffer(b"")
+        chunk = self.unpacker.decompress(self.pending, size)
+        self.pending = memoryview(self.unpacker.unconsumed_tail)
+        if len(chunk) != size:
+            raise StateError("corrupt state: size does not match")
+        return pa.py_buffer(chunk)
+
+    def end(self) -> None:
+        if self.unpacker.decompress(self.pending, 1) or not self.unpacker.eof:
+            raise StateError("corrupt state: size does not match")
 
 
 #: Keys, content and flags are encoded this many entries at a time.

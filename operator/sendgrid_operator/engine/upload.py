@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
-from sendgrid_operator.engine.batching import BodyBuilder, BodyWriter
+from sendgrid_operator.engine.batching import BodyBuilder
+from sendgrid_operator.engine.bodies import cut_bodies
 from sendgrid_operator.engine.plan import EngineSettings
 from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.sendgrid import ImportStatus, RequestRejected, SendGridClient, SendGridError
@@ -97,33 +98,26 @@ class Uploader:
     # -- producing bodies ----------------------------------------------------------------
     async def _produce(self) -> None:
         s = self.settings
-        writer = BodyWriter(self.list_ids, s.max_contacts_per_upsert, s.max_upsert_bytes)
-        indices = array("I")
-        send = self.send
+        bodies = cut_bodies(
+            self.prepared.spool,
+            self.send,
+            self.list_ids,
+            s.max_contacts_per_upsert,
+            s.max_upsert_bytes,
+        )
         uploads: list[asyncio.Task[None]] = []
-        scanned = 0
-        for index, _seg, _row, encoded in self.prepared.spool.scan():
-            scanned += 1
-            if scanned % 4096 == 0:
-                await asyncio.sleep(0)  # let jobs be polled while the spool is read
-            if not send[index]:
-                continue
+        # a body takes its slot before it is cut, so at most upload_concurrency bodies
+        # exist at once, the one being cut included
+        await self._slots.acquire()
+        for body in bodies:
             if self.outcome.error is not None:
                 break
-            if not writer.fits(encoded):
-                uploads.append(self._dispatch(writer.take(), indices))
-                indices = array("I")
-            if not len(writer):
-                # a body takes its slot when it starts, so at most upload_concurrency
-                # bodies exist at once, the one being filled included
-                await self._slots.acquire()
-            writer.add(encoded)
-            indices.append(index)
-        if len(writer):
-            if self.outcome.error is None:
-                uploads.append(self._dispatch(writer.take(), indices))
-            else:
-                self._slots.release()
+            if body is None:
+                await asyncio.sleep(0)  # let jobs be polled while the spool is read
+                continue
+            uploads.append(self._dispatch(body.data, body.positions))
+            await self._slots.acquire()
+        self._slots.release()
         await asyncio.gather(*uploads)
 
     def _dispatch(self, body: bytes, indices: array[int]) -> asyncio.Task[None]:
