@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,20 @@ def _child(argv: list[str]) -> int:
         use_system_allocator()
 
         plan = _plan(Namespace(files=[manifest], export=None, sendgrid_url=url))
+        # wall seconds spent in each phase (reading, uploading, verifying: the last one
+        # includes writing the state), from the engine's own progress reports
+        marks: list[tuple[str, float]] = []
+
+        def progress(p: Any) -> None:
+            if not marks or marks[-1][0] != str(p.phase):
+                marks.append((str(p.phase), time.perf_counter()))
+
         report = asyncio.run(
             run_export(
                 plan,
                 state=FileStateStore(state_dir, plan.namespace, plan.name),
                 full=mode == "full",
+                progress=progress,
             )
         )
         c = report.counts
@@ -196,6 +206,9 @@ def _child(argv: list[str]) -> int:
             "unchanged": c.unchanged,
             "upsert_requests": c.upsert_requests,
             "minimum_upsert_requests": c.minimum_upsert_requests,
+            "phase_seconds": {
+                name.lower(): round(end - start, 2) for (name, start), (_, end) in pairwise(marks)
+            },
         }
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures.update(

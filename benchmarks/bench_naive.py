@@ -5,7 +5,8 @@ engine benchmark (``bench_engine``'s generator: email in mixed case, first and l
 city). The naive client reads the file, and for every 1,000 profiles sends one
 ``PUT /v3/marketing/contacts`` with ``sendgrid.SendGridAPIClient(key, host=emulator)``
 and then waits for that import job to end (``GET /v3/marketing/contacts/imports/{id}``,
-first after 0.5 s, then 1.5 times longer each time up to 5 s: the engine's own schedule),
+first after ``EngineSettings().poll_initial`` (0.25 s), then 1.5 times longer each time up
+to ``poll_max`` (5 s): the engine's own schedule),
 one request after the other. No validation, no de-duplication, no state.
 
 The project's engine runs on the same file in the same run, as its CLI in a subprocess
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import KEY, ROOT, env, make_parquet, manifest, new_list, spawn_emulator
+from sendgrid_operator.engine.plan import EngineSettings
 
 BATCH = 1_000
-POLL_INITIAL = 0.5
-POLL_MAX = 5.0
+POLL_INITIAL = EngineSettings().poll_initial
+POLL_MAX = EngineSettings().poll_max
 
 
 def naive_upload(parquet: Path, url: str, list_id: str) -> dict[str, Any]:

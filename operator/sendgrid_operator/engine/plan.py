@@ -57,8 +57,11 @@ class EngineSettings:
     """Upsert requests in flight at once (their jobs are polled meanwhile)."""
     max_contacts_per_upsert: int = MAX_CONTACTS_PER_UPSERT
     max_upsert_bytes: int = MAX_UPSERT_BYTES
-    poll_initial: float = 0.5
-    """First wait before polling a job; it grows by 1.5x up to ``poll_max``."""
+    poll_initial: float = 0.25
+    """First wait before polling a job; it grows by 1.5x up to ``poll_max``. Short,
+    because a small job is often done within a second and the run's end waits for the
+    last one; a long job soon polls every ``poll_max`` seconds (8 polls in its first
+    12.5 s, 7 in 15 s when this was 0.5)."""
     poll_max: float = 5.0
     job_timeout: float = 1800.0
     """A job still pending this long after its upsert fails the run."""
