@@ -374,7 +374,6 @@ def _first_pass(
                 tick=lambda n, total: ticks.append((n, total)),
             )
         except (RunStopped, SourceError, MappingError) as exc:
-            # MappingError: after a BOM, csv keeps the quotes of a quoted first header name
             return f"stopped: {type(exc).__name__} {exc}", ticks
     try:
         return _digest(prepared), ticks

@@ -58,6 +58,19 @@ async def test_csv_delimiter_and_encoding(
     assert contact is not None and contact["first_name"] == "Bjørn"
 
 
+async def test_csv_with_a_byte_order_mark_and_quoted_header(
+    tmp_path: Path, emu: Emulator, admin: AdminClient, list_id: str
+) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM; a quoted first header name still maps."""
+    path = tmp_path / "excel.csv"
+    rows = '"email","first"\r\na@example.com,Ann\r\nb@example.com,Bo\r\nc@example.com,Cy\r\n'
+    path.write_bytes(rows.encode("utf-8-sig"))
+    report = await _run(emu, list_id, {"file": {"path": str(path)}})
+    assert report.result == "Succeeded", report.message
+    assert admin.members(list_id) == EXPECTED
+    assert (admin.contact("a@example.com") or {}).get("first_name") == "Ann"
+
+
 async def test_jsonl(tmp_path: Path, emu: Emulator, admin: AdminClient, list_id: str) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text(

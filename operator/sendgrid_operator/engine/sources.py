@@ -202,12 +202,13 @@ class CsvSource(FileSourceBase):
 
     def open(self, columns: Sequence[str]) -> Mapping[str, ColumnKind]:
         try:
-            codecs.lookup(self.spec.encoding)
+            codec = codecs.lookup(self.spec.encoding)
         except LookupError as exc:
             raise SourceError(f"{self.label}: unknown encoding {self.spec.encoding!r}") from exc
-        text = io.TextIOWrapper(
-            self._handle(), encoding=self.spec.encoding, errors="strict", newline=""
-        )
+        # UTF-8 files often start with a byte-order mark (Excel writes one); decoding it
+        # away before csv sees it keeps a quoted first header name ("email") intact
+        encoding = "utf-8-sig" if codec.name == "utf-8" else self.spec.encoding
+        text = io.TextIOWrapper(self._handle(), encoding=encoding, errors="strict", newline="")
         self._reader = csv.reader(text, delimiter=self.spec.delimiter)
         try:
             header = next(self._reader, None)
