@@ -184,7 +184,7 @@ def summary(report: RunReport) -> str:
 
 
 def use_system_allocator() -> None:
-    """Arrow's system allocator and a fixed malloc mmap threshold (:mod:`.memory`);
+    """Arrow's allocator without decay and a fixed malloc mmap threshold (:mod:`.memory`);
     :func:`run_export` does this too."""
     memory.configure()
 
