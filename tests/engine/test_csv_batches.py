@@ -9,7 +9,6 @@ whitespace around values, invalid emails, and undecodable bytes. Batches are mad
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from firstpass import first_pass
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -24,13 +24,10 @@ from sendgrid_operator.api.export import (
     FieldMapping,
     FileFormat,
     FileSource,
-    Segment,
-    SegmentSource,
 )
 from sendgrid_operator.engine import reading, sources
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping, convert_row
-from sendgrid_operator.engine.outcomes import MappingError, RunStopped, SourceError
-from sendgrid_operator.engine.state import ExportState
+from sendgrid_operator.engine.outcomes import SourceError
 
 MAPPING = compile_mapping(
     FieldMapping(email="email", first_name="first", last_name="last", city="city"), []
@@ -330,55 +327,11 @@ def test_lone_surrogates_leave_the_column_to_the_rows(tmp_path: Path) -> None:
 
 
 # -- whole first passes: CSV with batches vs without -------------------------------------
-def _digest(prepared: reading.Prepared) -> str:
-    h = hashlib.sha256()
-    for part in (
-        prepared.keys,
-        prepared.content,
-        prepared.spool.lengths,
-        prepared.keep,
-        prepared.present_extra,
-    ):
-        h.update(bytes(part))
-    h.update(repr(sorted(prepared.invalid_by_reason.items())).encode())
-    h.update(repr(prepared.invalid_samples).encode())
-    h.update(repr(prepared.segments).encode())
-    h.update(repr((prepared.profiles, prepared.payload_bytes, prepared.seg_starts)).encode())
-    h.update(repr(list(prepared.spool.scan())).encode())  # (index, segment, row, encoded)
-    return h.hexdigest()
-
-
 def _first_pass(
     path: Path, delimiter: str, encoding: str, max_profiles: int, batches: bool
 ) -> tuple[str, list[tuple[int, int | None]]]:
-    ticks: list[tuple[int, int | None]] = []
-    state = ExportState.new(["L1"])
-    state.salt = b"0123456789abcdef"
     file = FileSource(path=str(path), format=FileFormat.CSV, delimiter=delimiter, encoding=encoding)
-    segments = [
-        Segment(name="a", source=SegmentSource(file=file)),
-        Segment(name="b", source=SegmentSource(file=file)),
-    ]
-    with pytest.MonkeyPatch.context() as mp:
-        if not batches:
-            mp.delattr(sources.CsvSource, "batches")
-        try:
-            prepared = reading.read_segments(
-                segments,
-                MAPPING,
-                state,
-                ["L1"],
-                None,  # type: ignore[arg-type]  # file paths need no resolver
-                max_profiles=max_profiles,
-                max_body=5_900_000,
-                tick=lambda n, total: ticks.append((n, total)),
-            )
-        except (RunStopped, SourceError, MappingError) as exc:
-            return f"stopped: {type(exc).__name__} {exc}", ticks
-    try:
-        return _digest(prepared), ticks
-    finally:
-        prepared.spool.remove()
+    return first_pass(file, MAPPING, batches=batches, max_profiles=max_profiles)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,13 +9,13 @@ numbers and dates for custom fields."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from firstpass import first_pass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,14 +23,9 @@ from sendgrid_operator.api.export import (
     CustomFieldMapping,
     FieldMapping,
     FileSource,
-    Segment,
-    SegmentSource,
 )
-from sendgrid_operator.engine import fastpath, sources
+from sendgrid_operator.engine import fastpath
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping, convert_row
-from sendgrid_operator.engine.outcomes import RunStopped
-from sendgrid_operator.engine.reading import Prepared, read_segments
-from sendgrid_operator.engine.state import ExportState
 from sendgrid_operator.sendgrid.results import FieldDefinition
 
 TRICKY = (
@@ -171,56 +166,20 @@ def test_plain_rows_take_the_fast_path() -> None:
 
 
 # -- whole first passes: Parquet batches (fast path) vs the same rows one by one ----------
-def _digest(prepared: Prepared) -> str:
-    h = hashlib.sha256()
-    for part in (
-        prepared.keys,
-        prepared.content,
-        prepared.spool.lengths,
-        prepared.keep,
-        prepared.present_extra,
-    ):
-        h.update(bytes(part))
-    h.update(repr(sorted(prepared.invalid_by_reason.items())).encode())
-    h.update(repr(prepared.invalid_samples).encode())
-    h.update(repr(prepared.segments).encode())
-    h.update(repr((prepared.profiles, prepared.payload_bytes, prepared.seg_starts)).encode())
-    h.update(Path(prepared.spool.path).read_bytes())
-    return h.hexdigest()
-
-
 def _first_pass(
     path: Path, custom: bool, max_profiles: int, max_body: int, batches: bool
 ) -> tuple[str, list[tuple[int, int | None]]]:
-    ticks: list[tuple[int, int | None]] = []
-    state = ExportState.new(["L1"])
-    state.salt = b"0123456789abcdef"
-    segments = [
-        Segment(name="a", source=SegmentSource(file=FileSource(path=str(path)))),
-        Segment(name="b", source=SegmentSource(file=FileSource(path=str(path)))),
-    ]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sources, "PARQUET_BATCH_ROWS", 7)
-        mp.setattr("sendgrid_operator.engine.reading.TICK_ROWS", 5)
-        if not batches:
-            mp.delattr(sources.ParquetSource, "batches")
-        try:
-            prepared = read_segments(
-                segments,
-                _mapping(custom),
-                state,
-                ["L1"],
-                None,  # type: ignore[arg-type]  # file paths need no resolver
-                max_profiles=max_profiles,
-                max_body=max_body,
-                tick=lambda n, total: ticks.append((n, total)),
-            )
-        except RunStopped as exc:
-            return f"stopped: {exc.reason} {exc}", ticks
-    try:
-        return _digest(prepared), ticks
-    finally:
-        prepared.spool.remove()
+    return first_pass(
+        FileSource(path=str(path)),
+        _mapping(custom),
+        batches=batches,
+        max_profiles=max_profiles,
+        max_body=max_body,
+        patches={
+            "sendgrid_operator.engine.sources.PARQUET_BATCH_ROWS": 7,
+            "sendgrid_operator.engine.reading.TICK_ROWS": 5,
+        },
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
