@@ -85,6 +85,12 @@ class Kube:
         ns_args = ("--namespace", self.namespace)
         return self._run(self.cluster.binaries.kubectl, (*ns_args, *args), stdin, check)
 
+    def kubectl_watch(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``kubectl ... --watch`` (stdout piped); the caller terminates it."""
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        cmd = [str(self.cluster.binaries.kubectl), "--namespace", self.namespace, *args]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+
     def helm(self, *args: str, check: bool = True) -> str:
         """Run the real helm as admin in this test's namespace; returns stdout."""
         ns_args = ("--namespace", self.namespace)

@@ -148,6 +148,22 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
     generation = meta.get("generation")
     status: JSON = dict(export.get("status") or {})
     patch: JSON = {}
+    written = export  # status as read: what the one status patch is computed against
+    ended: list[runs.Ended] = []
+
+    async def write(fields: JSON) -> None:
+        """The one status write of this reconcile, then what ended runs do after it."""
+        await _patch_status(ctx, written, fields)
+        for end in ended:
+            await runs.after_written(ctx, export, end)
+
+    def end_run(end: runs.Ended) -> None:
+        nonlocal status, export
+        ended.append(end)
+        patch.update(end.patch)
+        status = {**status, **end.patch}
+        export = {**export, "status": status}
+
     try:
         spec = SegmentExportSpec.model_validate(export.get("spec") or {})
     except ValidationError as exc:
@@ -170,8 +186,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
         if job is not None and jobs.job_finished(job) is None:
             running_job = job
         else:
-            status = await runs.finish(ctx, export, active, job)
-            export = {**export, "status": status}
+            end_run(await runs.finish(ctx, export, active, job))
     else:
         for job in await ctx.kube.list("jobs", ns, labels={jobs.LABEL_EXPORT: name[:63]}):
             owners = job["metadata"].get("ownerReferences") or []
@@ -202,9 +217,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
                 generation=generation,
                 stalled=True,
             )
-            await _patch_status(
-                ctx, export, {"conditions": conds, "observedGeneration": generation}
-            )
+            await write({**patch, "conditions": conds, "observedGeneration": generation})
             return
         patch["nextScheduleTime"] = schedule.format_time(due.next_slot) if due.next_slot else None
         if due.missed_deadline is not None:
@@ -232,7 +245,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
                 reconciling=True,
             )
         patch["observedGeneration"] = generation
-        await _patch_status(ctx, export, patch)
+        await write(patch)
         return
     if problem is not None:
         reason, message = problem
@@ -247,7 +260,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
                 ready=False, reason=reason, message=message, generation=generation, stalled=True
             )
         patch["observedGeneration"] = generation
-        await _patch_status(ctx, export, patch)
+        await write(patch)
         return
 
     start: tuple[RunTrigger, str | None, datetime | None] | None = None
@@ -262,8 +275,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
             replaced = (
                 patch.get("active") or status.get("active") or runs.active_from_job(running_job)
             )
-            status = await runs.finish(ctx, export, replaced, None, replaced_by_new=True)
-            export = {**export, "status": status}
+            end_run(await runs.finish(ctx, export, replaced, None, replaced_by_new=True))
             running_job = None
         elif start[0] == RunTrigger.SCHEDULE:
             assert slot is not None
@@ -304,8 +316,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
                 list_ids=spec.list_ids,
                 mode=str(spec.mode),
             )
-            status = await runs.record(ctx, export, refused)
-            export = {**export, "status": status}
+            end_run(runs.record(export, refused))
             started = None
         patch["active"] = started
         patch["progress"] = (
@@ -341,7 +352,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
         patch["conditions"] = _summary_conditions(status, generation, spec)
     patch["observedGeneration"] = generation
     ctx.metrics.export_suspended.labels(ns, name).set(1 if spec.suspend else 0)
-    await _patch_status(ctx, export, patch)
+    await write(patch)
 
 
 async def missing_references(ctx: Context, namespace: str, spec: SegmentExportSpec) -> str | None:

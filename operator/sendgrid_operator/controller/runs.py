@@ -4,13 +4,15 @@ A Job reports its result to the operator's HTTP endpoint (``server``), which sto
 ``status.lastRun``. When the operator was unreachable at that moment, the Job's
 termination message carries a compact copy; when even that is missing (the Pod was
 killed, the deadline passed), the run is recorded as failed with the Job's own reason.
-Counting metrics and posting the event happen here, exactly once per run.
+The reconcile writes the end in the same status patch as the conditions it implies, then
+:func:`after_written` counts metrics and posts the event, exactly once per run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +102,18 @@ def _record_metrics(ctx: Context, namespace: str, name: str, report: RunReport) 
         m.last_success_timestamp.labels(namespace, name).set(datetime.now(UTC).timestamp())
 
 
+@dataclass
+class Ended:
+    """A run's end, worked out but not yet written: the status fields to write (in the
+    same patch as the conditions they imply, so no reader sees ``lastRun`` of a run the
+    conditions still call in progress), and what to do once they are written."""
+
+    report: RunReport
+    patch: JSON
+    job_secret: str | None = None  # the run's Secret, deleted afterwards
+    was_active: bool = False  # counted in runs_in_progress
+
+
 async def finish(
     ctx: Context,
     export: JSON,
@@ -107,8 +121,10 @@ async def finish(
     job: JSON | None,
     *,
     replaced_by_new: bool = False,
-) -> JSON:
-    """Record the end of ``active``; return the export's status as written."""
+) -> Ended:
+    """The end of ``active``: its report (from status, the Job's termination message, or
+    the Job's failure) and the status fields recording it. Writes nothing: the caller
+    writes ``Ended.patch`` with the rest of status, then calls :func:`after_written`."""
     meta = export["metadata"]
     ns = meta["namespace"]
     status: JSON = dict(export.get("status") or {})
@@ -141,17 +157,14 @@ async def finish(
             completion_time=now,
         )
     report.trigger = report.trigger or active.get("trigger")
-    status = await record(ctx, export, report)
-    ctx.metrics.runs_in_progress.dec()
-    await ctx.kube.delete("secrets", ns, run_id)
-    await prune_jobs(ctx, export)
-    return status
+    ended = record(export, report)
+    ended.job_secret = run_id
+    ended.was_active = True
+    return ended
 
 
-async def record(ctx: Context, export: JSON, report: RunReport) -> JSON:
-    """Write a finished run into status (lastRun, history), count it, post its event."""
-    meta = export["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+def record(export: JSON, report: RunReport) -> Ended:
+    """The status fields for a finished run (lastRun, history, active cleared)."""
     status: JSON = dict(export.get("status") or {})
     now = schedule.format_time(datetime.now(UTC))
     history = [h for h in status.get("history") or [] if h.get("runId") != report.run_id]
@@ -171,8 +184,15 @@ async def record(ctx: Context, export: JSON, report: RunReport) -> JSON:
     if report.result == RunResult.SUCCEEDED and not report.dry_run:
         patch["lastSuccessfulTime"] = report.completion_time or now
         patch["contactsExported"] = max(0, report.counts.profiles - report.counts.rejected)
-    await ctx.kube.patch("segmentexports", ns, name, {"status": patch}, subresource="status")
+    return Ended(report, patch)
 
+
+async def after_written(ctx: Context, export: JSON, ended: Ended) -> None:
+    """Once the run's end is in status: count it, post its event, delete the run's Secret
+    and prune old Jobs (only now, so a crash before the write finds the Job again)."""
+    meta = export["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    report = ended.report
     _record_metrics(ctx, ns, name, report)
     event_reason = {
         RunResult.SUCCEEDED: ConditionReason.RUN_SUCCEEDED,
@@ -182,8 +202,11 @@ async def record(ctx: Context, export: JSON, report: RunReport) -> JSON:
     await ctx.emit(
         export, event_type, event_reason, f"run {report.run_id}: {report.message}"[:1024]
     )
-    status.update(patch)
-    return status
+    if ended.was_active:
+        ctx.metrics.runs_in_progress.dec()
+    if ended.job_secret is not None:
+        await ctx.kube.delete("secrets", ns, ended.job_secret)
+        await prune_jobs(ctx, export)
 
 
 async def prune_jobs(ctx: Context, export: JSON) -> None:

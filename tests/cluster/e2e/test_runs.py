@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kube import Kube, wait_for
@@ -9,7 +11,7 @@ from sendgrid_operator.controller.jobs import requested_run_id
 from sendgrid_operator.emulator import AdminClient, Emulator
 
 from .conftest import API_KEY, OPERATOR_NAMESPACE, RELEASE, Operator
-from .helpers import apply, get, jobs_of, request_run, wait_condition, wait_run
+from .helpers import JSON, apply, condition, get, jobs_of, request_run, wait_condition, wait_run
 from .manifests import CSV, CSV_MEMBERS, config_map, connection, dump, export, secret
 
 pytestmark = pytest.mark.cluster
@@ -89,6 +91,53 @@ def test_on_demand_run_counts_equal_what_sendgrid_holds(
     assert second["counts"]["sent"] == 0 and second["counts"]["unchanged"] == len(CSV_MEMBERS)
     assert len(get(kube, "segmentexports", "vip")["status"]["history"]) == 2
     assert 'sendgrid_operator_export_runs_total{name="vip"' in operator.metrics()
+
+
+def _objects(stream: str) -> list[JSON]:
+    """The JSON objects ``kubectl get -o json --watch`` printed one after another."""
+    decoder = json.JSONDecoder()
+    found: list[JSON] = []
+    at = 0
+    while True:
+        while at < len(stream) and stream[at].isspace():
+            at += 1
+        if at >= len(stream):
+            return found
+        obj, at = decoder.raw_decode(stream, at)
+        found.append(obj)
+
+
+def test_a_run_end_is_written_with_its_conditions_in_one_status_update(
+    operator: Operator, kube: Kube, emulator: Emulator, admin: AdminClient
+) -> None:
+    """A watcher (kubectl, Argo CD, Flux) never sees a run recorded as over while the
+    conditions still say it is in progress, nor the reverse."""
+    setup_export(kube, emulator, admin)
+    watch = kube.kubectl_watch("get", "segmentexport", "vip", "--watch", "--output=json")
+    try:
+        run_id = request_run(kube, "vip")
+        wait_run(kube, "vip", run_id)
+        wait_condition(kube, "segmentexports", "vip", "True")
+    finally:
+        watch.terminate()
+        out, _ = watch.communicate(timeout=30)
+    seen = _objects(out)
+    in_progress = 0
+    for obj in seen:
+        status = obj.get("status") or {}
+        ended = any(h.get("runId") == run_id for h in status.get("history") or [])
+        ready = condition(obj)
+        if status.get("active"):
+            in_progress += 1
+            assert ready.get("reason") == "Progressing", (ready, status.get("active"))
+            assert not ended
+        elif ended:
+            assert ready.get("status") == "True", (ready, status.get("lastRun", {}).get("runId"))
+    assert in_progress >= 1, [o.get("status") for o in seen]
+    assert any(
+        any(h.get("runId") == run_id for h in (o.get("status") or {}).get("history") or [])
+        for o in seen
+    )
 
 
 def test_scheduled_runs_and_suspend(
