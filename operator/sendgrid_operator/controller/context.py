@@ -33,6 +33,9 @@ class Context:
     """The latest body of every SendGridConnection, kept by a watch (no GET per reconcile)."""
     exports: dict[str, JSON] = field(default_factory=dict)
     """The latest body of every SegmentExport by uid, kept by a watch, for the schedule loop."""
+    handled: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per export uid, the spec generation and run request a watch event last reconciled
+    successfully (``handlers._trigger``): later events with the same are status writes."""
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     """One lock per export uid: the timer, the watch and a Job's end never interleave."""
 

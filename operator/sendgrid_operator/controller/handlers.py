@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from sendgrid_operator.api.common import GROUP, VERSION
+from sendgrid_operator.api.common import GROUP, RUN_REQUESTED_ANNOTATION, VERSION
 from sendgrid_operator.controller import connection_reconciler, exports, jobs, loops, server
 from sendgrid_operator.controller.connections import make_scope_reader
 from sendgrid_operator.controller.context import Context
@@ -34,7 +34,8 @@ EXPORTS = (GROUP, VERSION, "segmentexports")
 JOBS = ("batch", "v1", "jobs")
 
 
-async def _measured(ctx: Context, controller: str, work: Callable[[], Awaitable[None]]) -> None:
+async def _measured(ctx: Context, controller: str, work: Callable[[], Awaitable[None]]) -> bool:
+    """Run one reconcile, counted and timed; False if it failed (logged, not raised)."""
     started = time.monotonic()
     try:
         await work()
@@ -44,17 +45,37 @@ async def _measured(ctx: Context, controller: str, work: Callable[[], Awaitable[
         log.exception(
             "reconcile of a %s failed; it is retried on the next event or tick", controller
         )
+        return False
     else:
         ctx.metrics.reconcile_total.labels(controller, "success").inc()
+        return True
     finally:
         ctx.metrics.reconcile_time_seconds.labels(controller).observe(time.monotonic() - started)
 
 
-def _ready(body: dict[str, Any] | None) -> str | None:
-    for cond in ((body or {}).get("status") or {}).get("conditions") or []:
+def _trigger(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What in an export can ask the reconcile for something new: its spec (generation)
+    and its on-demand request. A watch event that changes neither is a status write (the
+    operator's own, or a Job's progress report) and needs no reconcile: a Job's end, a
+    due schedule, a connection's change and the periodic resync reconcile through their
+    own paths."""
+    meta = body["metadata"]
+    return (meta.get("generation"), (meta.get("annotations") or {}).get(RUN_REQUESTED_ANNOTATION))
+
+
+def _usability(body: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What exports read from their connection: its spec's generation (consent, allowed
+    namespaces) and its Ready condition, for the generation it was checked at."""
+    if body is None:
+        return None
+    for cond in (body.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
-            return str(cond.get("status"))
-    return None
+            return (
+                body["metadata"].get("generation"),
+                cond.get("status"),
+                cond.get("observedGeneration"),
+            )
+    return (body["metadata"].get("generation"), None, None)
 
 
 def _bind(
@@ -130,13 +151,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             ctx.connections.pop(key, None)
             ctx.metrics.forget_connection(*key)
             return
-        before = _ready(ctx.connections.get(key))
+        before = _usability(ctx.connections.get(key))
         ctx.connections[key] = body
         await _measured(
             ctx, "sendgridconnection", lambda: connection_reconciler.reconcile(ctx, body)
         )
-        if before != _ready(ctx.connections.get(key)):
-            # Exports waiting on this connection learn of the change now, not at resync.
+        if before != _usability(ctx.connections.get(key)):
+            # Exports using this connection learn of the change now, not at resync (their
+            # own status writes do not reconcile them again: see _trigger).
             for export in list(ctx.exports.values()):
                 ref = (export.get("spec") or {}).get("connectionRef") or {}
                 ns = ref.get("namespace") or export["metadata"]["namespace"]
@@ -149,13 +171,19 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         ctx: Context = memo["ctx"]
         body: dict[str, Any] = dict(event["object"])
         meta = body["metadata"]
+        uid = meta["uid"]
         if event["type"] == "DELETED":
-            ctx.exports.pop(meta["uid"], None)
+            ctx.exports.pop(uid, None)
+            ctx.handled.pop(uid, None)
             ctx.metrics.forget_export(meta["namespace"], meta["name"])
-            ctx.locks.pop(meta["uid"], None)
+            ctx.locks.pop(uid, None)
             return
-        ctx.exports[meta["uid"]] = body
-        await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, body))
+        ctx.exports[uid] = body
+        trigger = _trigger(body)
+        if ctx.handled.get(uid) == trigger:
+            return
+        if await _measured(ctx, "segmentexport", lambda: exports.reconcile(ctx, body)):
+            ctx.handled[uid] = trigger
 
     @kopf.on.event(
         *JOBS, labels={"app.kubernetes.io/managed-by": jobs.MANAGED_BY}, registry=registry

@@ -24,7 +24,7 @@ from sendgrid_operator.controller.context import Context
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 RESYNC_SECONDS = 60.0
-Measure = Callable[[Context, str, Callable[[], Awaitable[None]]], Awaitable[None]]
+Measure = Callable[[Context, str, Callable[[], Awaitable[None]]], Awaitable[bool]]
 
 
 def export_due(body: JSON, now: datetime) -> bool:
