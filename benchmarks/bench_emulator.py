@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import KEY, cpu_seconds, spawn_emulator, spawn_server
+
 BATCH = 30_000
-KEY = "SG.test-emulator-key"
 BASELINE_SERVER = """
 import sys
 from aiohttp import web
@@ -45,28 +43,6 @@ async def main():
 import asyncio
 asyncio.run(main())
 """
-
-
-def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"PYTHONPATH": str(ROOT / "operator")},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.split("listening on ")[1].split()[0]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to tell our cost from contention."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _bodies(n_batches: int, list_id: str, field_id: str) -> list[bytes]:
@@ -142,35 +118,23 @@ def _setup(url: str) -> tuple[str, str]:
 
 def main(quick: bool) -> dict[str, Any]:
     n_batches = 3 if quick else 10
-    emu, emu_url = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "sendgrid_operator",
-            "emulator",
-            "--port",
-            "0",
-            "--apply-delay",
-            "0",
-            "--quiet",
-        ]
-    )
-    base, base_url = _spawn([sys.executable, "-c", BASELINE_SERVER])
+    emu, emu_url = spawn_emulator()
+    base, base_url = spawn_server([sys.executable, "-c", BASELINE_SERVER])
     try:
         list_id, field_id = _setup(emu_url)
         bodies = _bodies(n_batches, list_id, field_id)
         total = n_batches * BATCH
         payload_mb = sum(len(b) for b in bodies) / 1e6
         asyncio.run(_send_all(base_url, bodies[:1], wait_jobs=False))  # warm-up
-        cpu0 = _cpu_seconds(base.pid)
+        cpu0 = cpu_seconds(base.pid) or 0.0
         baseline_s = asyncio.run(_send_all(base_url, bodies, wait_jobs=False))
-        baseline_cpu = _cpu_seconds(base.pid) - cpu0
-        cpu0 = _cpu_seconds(emu.pid)
+        baseline_cpu = (cpu_seconds(base.pid) or 0.0) - cpu0
+        cpu0 = cpu_seconds(emu.pid) or 0.0
         latencies: list[float] = []
         emulator_s = asyncio.run(
             _send_all(emu_url, bodies, wait_jobs=True, probe_latencies=latencies)
         )
-        emulator_cpu = _cpu_seconds(emu.pid) - cpu0
+        emulator_cpu = (cpu_seconds(emu.pid) or 0.0) - cpu0
         load = os.getloadavg()[0]
     finally:
         for proc in (emu, base):

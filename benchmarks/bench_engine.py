@@ -37,8 +37,20 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'tests'}:{ROOT}"}
 
 
-def _spawn_emulator() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
+def _spawn_server(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a server that prints ``listening on URL`` first; return it and the URL."""
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, line.split("listening on ")[1].split()[0]
+
+
+def _spawn_emulator(*extra: str) -> tuple[subprocess.Popen[str], str]:
+    """The emulator in its own process, jobs applied at once (``--apply-delay 0``)."""
+    return _spawn_server(
         [
             sys.executable,
             "-m",
@@ -49,18 +61,9 @@ def _spawn_emulator() -> tuple[subprocess.Popen[str], str]:
             "--apply-delay",
             "0",
             "--quiet",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_env(),
+            *extra,
+        ]
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"emulator did not start: {line!r}")
-    return proc, line.split("listening on ")[1].split()[0]
 
 
 def _make_parquet(path: Path, n: int) -> None:

@@ -22,6 +22,7 @@ from benchmarks.bench_engine import _make_parquet as make_parquet
 from benchmarks.bench_engine import _manifest as manifest
 from benchmarks.bench_engine import _new_list as new_list
 from benchmarks.bench_engine import _spawn_emulator as spawn_emulator
+from benchmarks.bench_engine import _spawn_server as spawn_server
 
 __all__ = [
     "KEY",
@@ -35,6 +36,7 @@ __all__ = [
     "percentile",
     "rss_mb",
     "spawn_emulator",
+    "spawn_server",
 ]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
