@@ -108,7 +108,10 @@ def cut_bodies(
                     breaks = [b + 1 for b in pc.indices_nonzero(pc.not_equal(steps, 1)).to_pylist()]
                 first = chosen_view[0]
                 lo = ends_view[first - 1] if first else 0
-                buffer = memoryview(os.pread(fd, ends_view[chosen_view[m - 1]] - lo, file_at + lo))
+                want = ends_view[chosen_view[m - 1]] - lo
+                buffer = memoryview(os.pread(fd, want, file_at + lo))
+                if len(buffer) != want:
+                    raise OSError(f"the spool {spool.path} is shorter than its records")
                 pos = 0
                 while pos < m:
                     if count == max_count:
