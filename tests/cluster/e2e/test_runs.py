@@ -11,25 +11,11 @@ from sendgrid_operator.controller.jobs import requested_run_id
 from sendgrid_operator.emulator import AdminClient, Emulator
 
 from .conftest import API_KEY, OPERATOR_NAMESPACE, RELEASE, Operator
+from .faults import setup_export
 from .helpers import JSON, apply, condition, get, jobs_of, request_run, wait_condition, wait_run
 from .manifests import CSV, CSV_MEMBERS, config_map, connection, dump, export, secret
 
 pytestmark = pytest.mark.cluster
-
-
-def setup_export(kube: Kube, emulator: Emulator, admin: AdminClient, **spec: object) -> str:
-    list_id = admin.create_list("vip")
-    apply(
-        kube,
-        dump(
-            secret("sendgrid-api-key", API_KEY),
-            connection("sendgrid", emulator.url),
-            config_map("profiles", {"vip.csv": CSV}),
-            export("vip", list_id, **spec),
-        ),
-    )
-    wait_condition(kube, "sendgridconnections", "sendgrid", "True", "Succeeded")
-    return list_id
 
 
 def test_operator_runs_with_exactly_the_charts_rights(operator: Operator, kube: Kube) -> None:
