@@ -8,6 +8,7 @@ job; these fakes only make properties cheap.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ class FakeSendGrid:
         self.jobs: dict[str, int] = {}
         self.reject = reject
         self.name_fields = name_fields
+        self.pending_polls: dict[str, int] = {}  # job -> how many polls answer "pending"
+        self.polls: list[tuple[float, str, str]] = []  # (monotonic time, job, status)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -63,11 +66,16 @@ class FakeSendGrid:
         if path.startswith("/v3/marketing/contacts/imports/"):
             job = path.rsplit("/", 1)[-1]
             n = self.jobs[job]
+            status = "completed"
+            if self.pending_polls.get(job, 0) > 0:
+                self.pending_polls[job] -= 1
+                status = "pending"
+            self.polls.append((time.monotonic(), job, status))
             return httpx.Response(
                 200,
                 json={
                     "id": job,
-                    "status": "completed",
+                    "status": status,
                     "results": {
                         "requested_count": n,
                         "created_count": n,

@@ -173,3 +173,27 @@ def test_mirror_never_removes_a_contact_still_in_the_segment(
         )
 
     asyncio.run(go())
+
+
+async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path: Path) -> None:
+    """SendGrid applies an account's jobs about in order: when a later job is seen
+    finished, an earlier one still pending is polled at once, not at its next backoff."""
+    path = tmp_path / "s.csv"
+    path.write_text("email\n" + "".join(f"n{i}@example.com\n" for i in range(2000)))
+    fake = FakeSendGrid()
+    fake.pending_polls = {"job-0": 1}
+    settings = replace(
+        FAST, poll_initial=1.0, poll_max=5.0, max_contacts_per_upsert=1000, upload_concurrency=1
+    )
+    async with SendGridClient(
+        "SG.test-key", "https://sg.test", transport=fake.transport()
+    ) as client:
+        report = await run_export(
+            _plan(path), client=client, state=MemoryStateStore(), settings=settings
+        )
+    assert report.result == "Succeeded" and report.counts.created == 2000
+    polls = [(job, status) for _, job, status in fake.polls]
+    assert polls == [("job-0", "pending"), ("job-1", "completed"), ("job-0", "completed")]
+    (_, _, _), (later_done, _, _), (again, _, _) = fake.polls
+    # without the nudge, job-0 would wait 1.5 s (its backoff) after its first poll
+    assert again - later_done < 0.5

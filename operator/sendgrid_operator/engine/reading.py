@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import zlib
 from array import array
@@ -35,6 +34,7 @@ from sendgrid_operator.api.export import Segment
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
 from sendgrid_operator.engine import buckets, fastpath
 from sendgrid_operator.engine.batching import overhead
+from sendgrid_operator.engine.keyhash import KeyHasher
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
 from sendgrid_operator.engine.outcomes import Reason, RunStopped
 from sendgrid_operator.engine.plan import Resolver
@@ -271,15 +271,28 @@ def read_segments(
     segments certainly hold more than ``max_profiles`` unique profiles."""
     spool = Spool(spool_dir)
     prepared = Prepared([SegmentCounts(name=s.name) for s in segments], [], spool)
+    hasher = KeyHasher(state.salt)
     try:
         _read_all(
-            segments, compiled, state, list_ids, resolver, prepared, max_profiles, max_body, tick
+            segments,
+            compiled,
+            state,
+            list_ids,
+            resolver,
+            prepared,
+            hasher,
+            max_profiles,
+            max_body,
+            tick,
         )
+        hasher.fill(prepared.keys)
         spool.finish()
         _deduplicate(prepared)
     except BaseException:
         spool.remove()
         raise
+    finally:
+        hasher.close()
     if prepared.profiles > max_profiles:
         spool.remove()
         raise RunStopped(
@@ -303,6 +316,7 @@ def _read_all(
     list_ids: Sequence[str],
     resolver: Resolver,
     prepared: Prepared,
+    hasher: KeyHasher,
     max_profiles: int,
     max_body: int,
     tick: Tick | None,
@@ -339,11 +353,7 @@ def _read_all(
                     sizes = list(map(len, encs))
                     if len(keys) + n < check_at and max(sizes) <= room:
                         # plainly valid rows, no limit reached: the per-row steps in bulk
-                        emails = run.emails.cast(pa.binary()).to_pylist()
-                        _add_keys(
-                            keys,
-                            [blake2b(e, digest_size=8, key=salt).digest() for e in emails],
-                        )
+                        hasher.add(keys, run.emails)
                         crcs = list(map(crc32, encs, repeat(seed)))
                         if 0 in crcs:
                             crcs = [c or 1 for c in crcs]
@@ -382,6 +392,7 @@ def _read_all(
                         content.append(crc32(encoded, seed) or 1)
                         spool.append(row_number, encoded)
                         if len(keys) >= check_at:
+                            hasher.fill(keys)
                             unique = pc.count_distinct(_u64(keys)).as_py()
                             if unique > max_profiles:
                                 raise RunStopped(
@@ -425,14 +436,6 @@ class FastRun:
                 zip(self.emails.to_pylist(), self.contacts.to_pylist(), strict=True)
             )
         ]
-
-
-def _add_keys(keys: array[int], digests: list[bytes]) -> None:
-    """Append 8-byte digests as little-endian integers (``int.from_bytes(d, "little")``)."""
-    if sys.byteorder == "little":
-        keys.frombytes(b"".join(digests))
-    else:  # pragma: no cover - big-endian machines
-        keys.extend([int.from_bytes(d, "little") for d in digests])
 
 
 def _converted(source: Source, compiled: CompiledMapping) -> Generator[Converted | FastRun]:

@@ -381,7 +381,26 @@ class _Run:
             reporter.update(sent=sent, applied=applied)
 
         uploader = Uploader(self.client, self.settings, self.list_ids, prepared, send, on_progress)
-        out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING))
+        foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
+        # The state this run leaves if SendGrid applies every contact and mirror removes
+        # nothing, built while SendGrid applies the last bodies (the engine is mostly
+        # waiting then; not earlier, so its memory and the bodies' do not add up); used
+        # only if that is what happened, and saved only once the jobs are verified.
+        speculated: list[asyncio.Future[bytes]] = []
+
+        def speculate() -> None:
+            if any(send) and not any(m.candidates for m in memberships):
+                speculated.append(
+                    asyncio.ensure_future(
+                        asyncio.to_thread(
+                            self._state_bytes, state, prepared, send, send, foreign, {}, False
+                        )
+                    )
+                )
+
+        out = await uploader.run(
+            on_uploaded=lambda: reporter.phase(Phase.VERIFYING), on_cut=speculate
+        )
         prepared.spool.lengths = array("I")  # the spool is not read again
         memory.release()
         c = self.counts
@@ -428,7 +447,6 @@ class _Run:
                     failure = (_reason_for(exc), f"removing list members failed: {exc.message}")
             c.removed = removals.removed
             self.report.sendgrid_job_ids += removals.job_ids
-        foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
         unchanged_state = (
             c.sent == 0
             and not any(removals.removed_keys.values())
@@ -436,22 +454,27 @@ class _Run:
             and state.list_ids == self.list_ids[: len(state.list_ids)]
             and len(state.list_ids) == len(self.list_ids)
         )
+        encoded: bytes | None = None
+        for speculation in speculated:
+            try:
+                encoded = await speculation
+            except Exception:  # built again below, from what happened
+                log.warning("building the new state ahead failed", exc_info=True)
+            if uploader.applied != send or any(removals.removed_keys.values()):
+                encoded = None  # not every contact was applied: it does not hold
         try:
             if not unchanged_state:  # an unchanged re-run leaves the state as it is
-                new_state = incremental.next_state(
-                    state,
-                    self.list_ids,
-                    prepared,
-                    send,
-                    uploader.applied,
-                    foreign,
-                    removals.removed_keys,
-                )
-                # nothing reads the per-row arrays or the old state any more
-                prepared.release()
-                state.release()
-                memory.release()
-                self.store.save(new_state.encode())
+                if encoded is None:
+                    encoded = self._state_bytes(
+                        state,
+                        prepared,
+                        send,
+                        uploader.applied,
+                        foreign,
+                        removals.removed_keys,
+                        True,
+                    )
+                self.store.save(encoded)
         except OSError as exc:
             self.notes.append(f"The state could not be saved ({exc}); the next run is a full run.")
         if failure is not None:
@@ -462,6 +485,31 @@ class _Run:
             f"{c.updated:,} updated), rejected {c.rejected:,}; {c.unchanged:,} unchanged, "
             f"{c.invalid:,} invalid rows not sent, {c.removed:,} list memberships removed.",
         )
+
+    def _state_bytes(
+        self,
+        state: ExportState,
+        prepared: Prepared,
+        send: bytearray,
+        applied: bytearray,
+        foreign: dict[str, array[int]],
+        removed: dict[str, list[int]],
+        last: bool,
+    ) -> bytes:
+        """The encoded state after this run (:func:`.incremental.next_state`); ``last``:
+        nothing reads the per-row arrays or the old state afterwards, so they are dropped
+        before the new state is encoded."""
+        new_state = incremental.next_state(
+            state, self.list_ids, prepared, send, applied, foreign, removed
+        )
+        if last:
+            prepared.release()
+            state.release()
+            memory.release()
+        encoded = new_state.encode()
+        del new_state
+        memory.release()
+        return encoded
 
 
 def _count_in(keys: list[int], wanted: pa.Array) -> int:

@@ -36,7 +36,7 @@ from sendgrid_operator.engine.plan import Resolver
 Row = Mapping[str, Any]
 #: Large enough that each compute kernel call of the fast path runs long without the GIL
 #: (see :mod:`.readahead`), small enough that a batch and its temporaries stay a few MB.
-PARQUET_BATCH_ROWS = 32768
+PARQUET_BATCH_ROWS = 16384
 #: CSV rows per :class:`RowBatch` (at most; a batch also ends where row numbers skip).
 CSV_BATCH_ROWS = 8192
 #: A run of consecutive CSV rows shorter than this gets no Arrow arrays (its rows go one

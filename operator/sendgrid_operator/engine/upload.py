@@ -74,6 +74,12 @@ class Uploader:
         self._on_progress = on_progress
         self._applied_count = 0
         self._verifiers: list[asyncio.Task[None]] = []
+        # jobs are numbered as SendGrid accepts them; a job waiting for its next poll is
+        # woken when a later one is seen finished (SendGrid applies an account's jobs
+        # about in order, so it is most likely finished too)
+        self._accepted = 0
+        self._latest_finished = -1
+        self._finished = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
         self._spool_handle = open(prepared.spool.path, "rb")  # noqa: SIM115 - closed in run()
         self._bodies = BodyBuilder(
@@ -84,9 +90,15 @@ class Uploader:
         if self._on_progress is not None:
             self._on_progress(self.outcome.sent, self._applied_count)
 
-    async def run(self, on_uploaded: Callable[[], None] | None = None) -> UploadOutcome:
+    async def run(
+        self,
+        on_uploaded: Callable[[], None] | None = None,
+        on_cut: Callable[[], None] | None = None,
+    ) -> UploadOutcome:
+        """Upload and verify; ``on_cut`` is called once the last body is cut (at most
+        ``upload_concurrency`` are still being sent), ``on_uploaded`` once all are sent."""
         try:
-            await self._produce()
+            await self._produce(on_cut)
             if on_uploaded is not None:
                 on_uploaded()
             if self._verifiers:
@@ -96,7 +108,7 @@ class Uploader:
         return self.outcome
 
     # -- producing bodies ----------------------------------------------------------------
-    async def _produce(self) -> None:
+    async def _produce(self, on_cut: Callable[[], None] | None) -> None:
         s = self.settings
         bodies = cut_bodies(
             self.prepared.spool,
@@ -118,6 +130,8 @@ class Uploader:
             uploads.append(self._dispatch(body.data, body.positions))
             await self._slots.acquire()
         self._slots.release()
+        if on_cut is not None:
+            on_cut()
         await asyncio.gather(*uploads)
 
     def _dispatch(self, body: bytes, indices: array[int]) -> asyncio.Task[None]:
@@ -135,7 +149,11 @@ class Uploader:
             self._slots.release()
         for job_id, positions in accepted:
             self.outcome.job_ids.append(job_id)
-            self._verifiers.append(asyncio.create_task(self._verify(job_id, array("I", positions))))
+            number = self._accepted
+            self._accepted += 1
+            self._verifiers.append(
+                asyncio.create_task(self._verify(job_id, array("I", positions), number))
+            )
 
     def _pieces(self, positions: Sequence[int]) -> list[bytes]:
         """The encoded contacts at ``positions``, read back from the spool."""
@@ -196,15 +214,34 @@ class Uploader:
             samples.append(RejectedRow(reason=reason, row=ref, message=message))
 
     # -- verifying jobs ------------------------------------------------------------------
-    async def _verify(self, job_id: str, positions: array[int]) -> None:
+    async def _pause(self, delay: float, number: int) -> None:
+        """Sleep ``delay`` seconds, or less if a job accepted after job ``number`` is
+        seen finished meanwhile."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            finished = self._finished
+            try:
+                await asyncio.wait_for(finished.wait(), remaining)
+            except TimeoutError:
+                return
+            if self._latest_finished > number:
+                return
+
+    def _seen_finished(self, number: int) -> None:
+        self._latest_finished = max(self._latest_finished, number)
+        finished, self._finished = self._finished, asyncio.Event()
+        finished.set()
+
+    async def _verify(self, job_id: str, positions: array[int], number: int = 0) -> None:
         s = self.settings
         deadline = time.monotonic() + s.job_timeout
         delay = s.poll_initial
         try:
             while True:
-                await asyncio.sleep(delay)
+                await self._pause(delay, number)
                 status = await self.client.import_status(job_id)
                 if status.finished:
+                    self._seen_finished(number)
                     break
                 if time.monotonic() >= deadline:
                     self.outcome.timed_out_jobs.append(job_id)
