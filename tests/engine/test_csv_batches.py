@@ -25,7 +25,7 @@ from sendgrid_operator.api.export import (
     FileFormat,
     FileSource,
 )
-from sendgrid_operator.engine import reading, sources
+from sendgrid_operator.engine import csvarrow, reading, sources
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping, convert_row
 from sendgrid_operator.engine.outcomes import SourceError
 
@@ -130,6 +130,7 @@ def _source(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> source
 def _batch_sizes(size: int, minimum: int) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sources, "CSV_BATCH_ROWS", size)
+        mp.setattr(csvarrow, "BATCH_ROWS", size)
         mp.setattr(sources, "CSV_MIN_ARROW_ROWS", minimum)
         mp.setattr(reading, "TICK_ROWS", 5)
         yield
@@ -217,13 +218,76 @@ def test_batches_are_the_rows(
     content, delimiter, encoding = data
     path = tmp_path_factory.mktemp("csv") / "rows.csv"
     path.write_bytes(content)
-    with _batch_sizes(size, minimum):
+    with _batch_sizes(size, minimum), _parsers() as used:
         by_rows, by_batches = _raw(path, delimiter, encoding, MAPPING.columns)
         assert by_batches == by_rows
         exact = _by_rows(path, delimiter, encoding, MAPPING)
         fast, decided = _by_batches(path, delimiter, encoding, MAPPING)
         assert fast == exact
     event("fast path: " + ("some rows" if decided else "no rows"))
+    event("parser: " + ("Arrow" if "arrow" in used else "csv module"))
+
+
+@contextmanager
+def _parsers() -> Iterator[list[str]]:
+    """Which parser ``CsvSource.batches`` used: ``"arrow"`` (csvarrow) or ``"csv"``."""
+    used: list[str] = []
+    plain = csvarrow.plain_batches
+
+    def spy(*args: Any) -> Any:
+        batches = plain(*args)
+        used.append("csv" if batches is None else "arrow")
+        return batches
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(csvarrow, "plain_batches", spy)
+        yield used
+
+
+_PLAIN = "email,first,last,city\n" + "".join(
+    f"User{i}@Example.com,First{i},Last{i},Köln\n" for i in range(400)
+)  # ~16 KB: past the csv module's first read
+
+
+@pytest.mark.parametrize(
+    ("content", "parser"),
+    [
+        (_PLAIN.encode(), "arrow"),
+        (_PLAIN.replace("\n", "\r\n").encode(), "arrow"),
+        (_PLAIN.replace("\n", "\r").encode(), "arrow"),
+        (b"\xef\xbb\xbf" + _PLAIN.encode(), "arrow"),  # a BOM
+        (_PLAIN.rstrip("\n").encode(), "arrow"),  # no line end at the end
+        (_PLAIN.replace("First300,", '"Fi""rst3",').encode(), "arrow"),  # quoted, doubled
+        (_PLAIN.replace("First300,", '"Fi"rst3,').encode(), "arrow"),  # text after the quote
+        (_PLAIN.replace("First300,", 'Fi"rst3,').encode(), "arrow"),  # a quote inside
+        (_PLAIN.replace("\nUser300@", "\n\nUser300@").encode(), "csv"),  # a blank line
+        (_PLAIN.replace("First300,", '"Fi\nrst3",').encode(), "csv"),  # a value over 2 lines
+        (_PLAIN.replace("First300,", '"Fi\r\nrst3",').encode(), "csv"),
+        (_PLAIN.replace("First300,", "Fi\x00rst3,").encode(), "csv"),  # NUL
+        (_PLAIN.replace(",Last300,Köln", "").encode(), "csv"),  # a short row
+        (_PLAIN.replace("Köln\n", "Köln,extra\n", 1).encode(), "csv"),  # a long row
+        (_PLAIN.encode().replace(b"First300,", b"First\xff300,"), "csv"),  # not UTF-8
+        (_PLAIN.encode().replace(b"First300,", b"First\xed\xa0\x80300,"), "csv"),  # a surrogate
+        (_PLAIN.replace("First399,", '"First399,').encode(), "csv"),  # a quote never closed
+        (_PLAIN.replace("First300,", "F" * 131_073 + ",").encode(), "csv"),  # over the limit
+        (('"email\nx",first\n' + "a@example.com,A\n").encode(), "csv"),  # 2-line header
+        (b"email\n", "arrow"),  # no rows
+    ],
+)
+def test_arrows_parser_only_where_it_is_the_csv_module(
+    tmp_path: Path, content: bytes, parser: str
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(content)
+    with _parsers() as used:
+        by_rows, by_batches = _raw(path, ",", "utf-8", MAPPING.columns)
+        assert by_batches == by_rows
+        exact = _by_rows(path, ",", "utf-8", MAPPING)
+        fast, _ = _by_batches(path, ",", "utf-8", MAPPING)
+        assert fast == exact
+    assert ("arrow" in used) == (parser == "arrow")
+    if parser == "arrow":
+        assert set(used) == {"arrow"}
 
 
 def test_plain_rows_take_the_fast_path(tmp_path: Path) -> None:

@@ -209,13 +209,8 @@ class CsvSource(FileSourceBase):
             raise SourceError(f"{self.label}: unknown encoding {self.spec.encoding!r}") from exc
         # UTF-8 files often start with a byte-order mark (Excel writes one); decoding it
         # away before csv sees it keeps a quoted first header name ("email") intact
-        encoding = "utf-8-sig" if codec.name == "utf-8" else self.spec.encoding
-        text = io.TextIOWrapper(self._handle(), encoding=encoding, errors="strict", newline="")
-        self._reader = csv.reader(text, delimiter=self.spec.delimiter)
-        try:
-            header = next(self._reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{self.label}: cannot read the header row: {exc}") from exc
+        self._utf8 = codec.name == "utf-8"
+        header = self._start_reader()
         if not header:
             raise SourceError(f"{self.label}: the file is empty (a CSV needs a header row)")
         if header and header[0].startswith("\ufeff"):
@@ -223,6 +218,18 @@ class CsvSource(FileSourceBase):
         self._header = [h.strip() for h in header]
         self._columns = [c for c in dict.fromkeys(columns) if c in self._header]
         return dict.fromkeys(self._header, "string")
+
+    def _start_reader(self) -> list[str] | None:
+        """A ``csv`` reader over the file from its start; returns the header row."""
+        encoding = "utf-8-sig" if self._utf8 else self.spec.encoding
+        self._text = io.TextIOWrapper(
+            self._handle(), encoding=encoding, errors="strict", newline=""
+        )
+        self._reader = csv.reader(self._text, delimiter=self.spec.delimiter)
+        try:
+            return next(self._reader, None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise SourceError(f"{self.label}: cannot read the header row: {exc}") from exc
 
     def _read_error(self, exc: Exception) -> SourceError:
         return SourceError(
@@ -278,6 +285,19 @@ class CsvSource(FileSourceBase):
         (None where a row has fewer fields than the header)."""
         import pyarrow as pa
 
+        from sendgrid_operator.engine import csvarrow
+
+        if self._utf8 and self._reader.line_num == 1:
+            plain = csvarrow.plain_batches(
+                self._handle(), self._header, self.spec.delimiter, self._columns
+            )
+            if plain is not None:
+                yield from plain
+                return
+            # that check read the file: the csv module reads it again after the header
+            self._text.detach()
+            self._handle().seek(0)
+            self._start_reader()
         header = self._header
         # dict(zip(header, values)) keeps a repeated name's last value *within the row*:
         # each column's positions, last first
