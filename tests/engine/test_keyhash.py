@@ -113,6 +113,23 @@ def test_a_helper_that_dies_midway_changes_nothing() -> None:
     assert list(keys) == _expected(emails)
 
 
+def test_a_helper_thread_that_ends_early_blocks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its queue is never read: adding more runs than it holds must not wait forever."""
+    monkeypatch.setattr(KeyHasher, "_serve", lambda self, proc: None)
+    rng = random.Random(7)
+    emails = _emails(rng, 10_000)
+    hasher = KeyHasher(SALT, min_rows=0)
+    keys: array[int] = array("Q")
+    whole = pa.array(emails, pa.string())
+    try:
+        for at in range(0, len(emails), 1000):  # ten runs, more than MAX_PENDING
+            hasher.add(keys, whole.slice(at, 1000))
+        hasher.fill(keys)
+    finally:
+        hasher.close()
+    assert list(keys) == _expected(emails)
+
+
 def test_the_salt_is_not_on_the_helpers_command_line() -> None:
     hasher = KeyHasher(SALT, min_rows=0)
     keys: array[int] = array("Q")

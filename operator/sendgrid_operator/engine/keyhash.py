@@ -130,7 +130,8 @@ class KeyHasher:
         run = _Run(len(keys), emails)
         keys.frombytes(bytes(8 * run.count))
         self._runs.append(run)
-        self._queue.put(run)
+        if not self._enqueue(run):
+            run.done.set()  # no helper to answer: fill() hashes it here
         self._place(keys, wait=False)
 
     def fill(self, keys: array[int]) -> None:
@@ -140,10 +141,14 @@ class KeyHasher:
     def close(self) -> None:
         """Stop the helper (idempotent); keys still owed are dropped."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._enqueue(None)
             self._thread.join()
             self._thread = None
         if self._proc is not None:
+            stdin = self._proc.stdin
+            if stdin is not None and not stdin.closed:
+                with contextlib.suppress(OSError):
+                    stdin.close()  # the helper stops at the end of its input
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:  # pragma: no cover - a stuck helper
@@ -167,11 +172,24 @@ class KeyHasher:
             keys[run.start : run.start + run.count] = _as_keys(digests)
             runs.popleft()
 
+    def _enqueue(self, item: _Run | None) -> bool:
+        """Queue ``item`` for the helper's thread, unless that thread has ended."""
+        thread = self._thread
+        while thread is not None and thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        self._failed = True
+        return False
+
     def _wait(self, run: _Run) -> None:
         thread = self._thread
-        while not run.done.wait(timeout=1.0):
+        while not run.done.is_set():
             if thread is None or not thread.is_alive():
                 return
+            run.done.wait(timeout=0.5)
 
     def _digests(self, emails: pa.Array) -> bytes:
         salt, blake2b = self._salt, hashlib.blake2b
