@@ -389,7 +389,8 @@ class _Run:
         speculated: list[asyncio.Future[bytes]] = []
 
         def speculate() -> None:
-            if any(send) and not any(m.candidates for m in memberships):
+            failed = uploader.outcome.error is not None
+            if not failed and any(send) and not any(m.candidates for m in memberships):
                 speculated.append(
                     asyncio.ensure_future(
                         asyncio.to_thread(
