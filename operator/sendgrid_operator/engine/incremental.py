@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_operator.engine import buckets
+from sendgrid_operator.engine import buckets, memory
 from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.engine.state import MAX_LISTS, ExportState
 
@@ -181,3 +181,28 @@ def next_state(
         pa.chunked_array(out_content, pa.uint32()),
         pa.chunked_array(out_flags, pa.uint16()),
     )
+
+
+def encoded_next_state(
+    state: ExportState,
+    list_ids: Sequence[str],
+    prepared: Prepared,
+    send: bytearray,
+    applied: bytearray,
+    foreign: Mapping[str, array[int]],
+    removed: Mapping[str, Sequence[int]],
+    *,
+    last: bool,
+) -> bytes:
+    """:func:`next_state`, encoded. ``last``: nothing reads the per-row arrays or the old
+    state afterwards, so they are dropped before the new state is encoded (a lower peak);
+    otherwise (the state built ahead, during the upload) they are left as they are."""
+    new_state = next_state(state, list_ids, prepared, send, applied, foreign, removed)
+    if last:
+        prepared.release()
+        state.release()
+        memory.release()
+    encoded = new_state.encode()
+    del new_state
+    memory.release()
+    return encoded

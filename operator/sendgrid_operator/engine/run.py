@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 import uuid
 from array import array
 from collections.abc import Callable
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sendgrid_operator.api.export import Mode
 from sendgrid_operator.api.report import (
@@ -35,7 +31,7 @@ from sendgrid_operator.api.report import (
     RunCounts,
     RunReport,
 )
-from sendgrid_operator.engine import incremental, memory, mirror
+from sendgrid_operator.engine import dryrun, incremental, memory, mirror
 from sendgrid_operator.engine.batching import lower_bound, overhead
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping
 from sendgrid_operator.engine.outcomes import (
@@ -47,7 +43,7 @@ from sendgrid_operator.engine.outcomes import (
 )
 from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
 from sendgrid_operator.engine.progress import ProgressReporter
-from sendgrid_operator.engine.reading import Prepared, mask_array, read_segments
+from sendgrid_operator.engine.reading import Prepared, read_segments
 from sendgrid_operator.engine.state import ExportState, StateStore, load_state
 from sendgrid_operator.engine.upload import Uploader
 from sendgrid_operator.sendgrid import (
@@ -62,9 +58,6 @@ from sendgrid_operator.sendgrid import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Dry runs look up at most this many contacts by email; more are matched with an export.
-DRY_RUN_SEARCH_LIMIT = 2_000
 
 
 def _now() -> str:
@@ -317,7 +310,7 @@ class _Run:
         send: bytearray,
         memberships: list[mirror.Membership],
     ) -> None:
-        existing = await self._existing(prepared, state, send)
+        existing = await dryrun.existing_count(self.client, self.settings, prepared, state, send)
         c = self.counts
         c.updated = existing
         c.created = c.sent - existing
@@ -334,36 +327,6 @@ class _Run:
             f"existing), remove {c.removed:,} list memberships; {c.invalid:,} rows invalid. "
             "Nothing was written.",
         )
-
-    async def _existing(self, prepared: Prepared, state: ExportState, send: bytearray) -> int:
-        """How many contacts to send already exist in SendGrid (reads only): a search by
-        email for a few, one export of all contacts for many."""
-        total = sum(send)
-        if total == 0:
-            return 0
-        if total <= DRY_RUN_SEARCH_LIMIT:
-            emails = [
-                json.loads(encoded)["email"]
-                for index, _seg, _row, encoded in prepared.spool.scan()
-                if send[index]
-            ]
-            return len(await self.client.search_emails(emails))
-        wanted = pc.take(prepared.keys_array(), pc.indices_nonzero(mask_array(send)))
-        found = 0
-        batch: list[int] = []
-        async for row in self.client.iter_export(
-            None,
-            timeout=self.settings.export_timeout,
-            poll_initial=self.settings.poll_initial,
-            poll_max=self.settings.poll_max,
-        ):
-            email = (row.get("email") or "").strip().lower()
-            if email:
-                batch.append(state.email_key(email))
-            if len(batch) >= 10_000:
-                found += _count_in(batch, wanted)
-                batch.clear()
-        return found + _count_in(batch, wanted)
 
     # -- writing ------------------------------------------------------------------------
     async def _upload_and_verify(
@@ -394,7 +357,15 @@ class _Run:
                 speculated.append(
                     asyncio.ensure_future(
                         asyncio.to_thread(
-                            self._state_bytes, state, prepared, send, send, foreign, {}, False
+                            incremental.encoded_next_state,
+                            state,
+                            self.list_ids,
+                            prepared,
+                            send,
+                            send,
+                            foreign,
+                            {},
+                            last=False,
                         )
                     )
                 )
@@ -466,14 +437,15 @@ class _Run:
         try:
             if not unchanged_state:  # an unchanged re-run leaves the state as it is
                 if encoded is None:
-                    encoded = self._state_bytes(
+                    encoded = incremental.encoded_next_state(
                         state,
+                        self.list_ids,
                         prepared,
                         send,
                         uploader.applied,
                         foreign,
                         removals.removed_keys,
-                        True,
+                        last=True,
                     )
                 self.store.save(encoded)
         except OSError as exc:
@@ -486,35 +458,3 @@ class _Run:
             f"{c.updated:,} updated), rejected {c.rejected:,}; {c.unchanged:,} unchanged, "
             f"{c.invalid:,} invalid rows not sent, {c.removed:,} list memberships removed.",
         )
-
-    def _state_bytes(
-        self,
-        state: ExportState,
-        prepared: Prepared,
-        send: bytearray,
-        applied: bytearray,
-        foreign: dict[str, array[int]],
-        removed: dict[str, list[int]],
-        last: bool,
-    ) -> bytes:
-        """The encoded state after this run (:func:`.incremental.next_state`); ``last``:
-        nothing reads the per-row arrays or the old state afterwards, so they are dropped
-        before the new state is encoded."""
-        new_state = incremental.next_state(
-            state, self.list_ids, prepared, send, applied, foreign, removed
-        )
-        if last:
-            prepared.release()
-            state.release()
-            memory.release()
-        encoded = new_state.encode()
-        del new_state
-        memory.release()
-        return encoded
-
-
-def _count_in(keys: list[int], wanted: pa.Array) -> int:
-    if not keys:
-        return 0
-    hits = pc.sum(pc.is_in(pa.array(keys, pa.uint64()), value_set=wanted)).as_py()
-    return int(hits or 0)
