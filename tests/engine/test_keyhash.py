@@ -7,6 +7,7 @@ import random
 import string
 import sys
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -93,41 +94,41 @@ def test_a_helper_that_cannot_start_changes_nothing(monkeypatch: pytest.MonkeyPa
     assert list(keys) == _expected(emails)
 
 
-def test_a_helper_that_dies_midway_changes_nothing() -> None:
-    rng = random.Random(5)
-    emails = _emails(rng, 30_000)
+def _in_runs(
+    emails: list[str], size: int, before: Callable[[KeyHasher, int], None] | None = None
+) -> array[int]:
+    """The keys of ``emails`` added in runs of ``size``, the helper used from the first
+    row; ``before(hasher, n)`` is called before run ``n``."""
     hasher = KeyHasher(SALT, min_rows=0)
     keys: array[int] = array("Q")
     whole = pa.array(emails, pa.string())
     try:
-        hasher.add(keys, whole.slice(0, 10_000))
-        hasher.fill(keys)
-        assert hasher._proc is not None
-        hasher._proc.kill()
-        hasher._proc.wait()
-        hasher.add(keys, whole.slice(10_000, 10_000))
-        hasher.add(keys, whole.slice(20_000, 10_000))
+        for n, at in enumerate(range(0, len(emails), size)):
+            if before is not None:
+                before(hasher, n)
+            hasher.add(keys, whole.slice(at, size))
         hasher.fill(keys)
     finally:
         hasher.close()
-    assert list(keys) == _expected(emails)
+    return keys
+
+
+def test_a_helper_that_dies_midway_changes_nothing() -> None:
+    def kill(hasher: KeyHasher, n: int) -> None:
+        if n == 1:
+            assert hasher._proc is not None
+            hasher._proc.kill()
+            hasher._proc.wait()
+
+    emails = _emails(random.Random(5), 30_000)
+    assert list(_in_runs(emails, 10_000, kill)) == _expected(emails)
 
 
 def test_a_helper_thread_that_ends_early_blocks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its queue is never read: adding more runs than it holds must not wait forever."""
     monkeypatch.setattr(KeyHasher, "_serve", lambda self, proc: None)
-    rng = random.Random(7)
-    emails = _emails(rng, 10_000)
-    hasher = KeyHasher(SALT, min_rows=0)
-    keys: array[int] = array("Q")
-    whole = pa.array(emails, pa.string())
-    try:
-        for at in range(0, len(emails), 1000):  # ten runs, more than MAX_PENDING
-            hasher.add(keys, whole.slice(at, 1000))
-        hasher.fill(keys)
-    finally:
-        hasher.close()
-    assert list(keys) == _expected(emails)
+    emails = _emails(random.Random(7), 10_000)
+    assert list(_in_runs(emails, 1000)) == _expected(emails)  # ten runs, > MAX_PENDING
 
 
 def test_the_salt_is_not_on_the_helpers_command_line() -> None:
