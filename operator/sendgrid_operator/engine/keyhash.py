@@ -73,10 +73,13 @@ while True:
         ]))
     flush()
 peak = 0
-with open("/proc/self/status") as status:
-    for line in status:
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1])
+try:  # Linux only; elsewhere the peak is not known (0)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+except OSError:
+    pass
 write(struct.pack("<Q", peak))
 flush()
 """
