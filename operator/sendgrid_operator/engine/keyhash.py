@@ -201,6 +201,9 @@ class KeyHasher:
 
     # -- the helper ----------------------------------------------------------------------
     def _start(self) -> bool:
+        if not sys.executable or getattr(sys, "frozen", False):
+            self._failed = True  # no interpreter to run the helper with (a frozen binary)
+            return False
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _HELPER],
