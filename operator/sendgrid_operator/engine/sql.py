@@ -87,26 +87,28 @@ class PostgresSource:
     def estimated_total(self) -> int | None:
         return None
 
-    def rows(self) -> Iterator[tuple[int, Row]]:
+    def _fetched(self) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+        """``(rows before it, batch)`` for each ``fetchmany``; a database error while
+        reading becomes a :class:`SourceError` that says after which row."""
         import psycopg
 
-        names = self._names
         number = 0
         try:
-            while True:
-                batch = self._cur.fetchmany(self.spec.fetch_size)
-                if not batch:
-                    break
-                for values in batch:
-                    number += 1
-                    yield number, dict(zip(names, values, strict=True))
+            while batch := self._cur.fetchmany(self.spec.fetch_size):
+                yield number, batch
+                number += len(batch)
         except psycopg.Error as exc:
             raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        names = self._names
+        for before, batch in self._fetched():
+            for number, values in enumerate(batch, before + 1):
+                yield number, dict(zip(names, values, strict=True))
 
     def batches(self) -> Iterator[RowBatch]:
         """The rows of each ``fetchmany``, with the mapped text columns as Arrow arrays
         (a column only when every value is a ``str`` or None)."""
-        import psycopg
         import pyarrow as pa
 
         names = self._names
@@ -117,32 +119,24 @@ class PostgresSource:
         ]
         if len(set(names)) != len(names):
             text = []  # equal column names: rows keep the last; leave it all to the rows
-        number = 0
-        try:
-            while True:
-                batch = self._cur.fetchmany(self.spec.fetch_size)
-                if not batch:
-                    break
-                arrays: dict[str, Any] = {}
-                for j, name in text:
-                    try:
-                        array = pa.array([values[j] for values in batch])
-                    except (pa.ArrowInvalid, pa.ArrowTypeError):
-                        continue
-                    if array.type == pa.string():
-                        arrays[name] = array
-                    elif array.type == pa.null():
-                        arrays[name] = pa.nulls(len(batch), pa.string())
-                yield RowBatch(
-                    number + 1,
-                    len(batch),
-                    arrays,
-                    _tuple_row(names, batch),
-                    lambda b=batch: [dict(zip(names, v, strict=True)) for v in b],  # type: ignore[misc]
-                )
-                number += len(batch)
-        except psycopg.Error as exc:
-            raise SourceError(f"{self.label}: reading failed after row {number}: {exc}") from exc
+        for before, batch in self._fetched():
+            arrays: dict[str, Any] = {}
+            for j, name in text:
+                try:
+                    array = pa.array([values[j] for values in batch])
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    continue
+                if array.type == pa.string():
+                    arrays[name] = array
+                elif array.type == pa.null():
+                    arrays[name] = pa.nulls(len(batch), pa.string())
+            yield RowBatch(
+                before + 1,
+                len(batch),
+                arrays,
+                _tuple_row(names, batch),
+                lambda b=batch: [dict(zip(names, v, strict=True)) for v in b],  # type: ignore[misc]
+            )
 
     def close(self) -> None:
         if self._conn is not None:
