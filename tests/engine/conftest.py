@@ -78,6 +78,18 @@ def make_plan(
     )
 
 
+def offline_plan(spec: SegmentExportSpec) -> ExportPlan:
+    """A plan for the in-memory SendGrid of ``fakes.py`` (its client's transport)."""
+    return ExportPlan(
+        namespace="d",
+        name="p",
+        spec=spec,
+        api_key="SG.test-key",
+        base_url="https://sg.test",
+        resolver=DictResolver(),
+    )
+
+
 def file_segment(name: str, path: Path | str, **file: Any) -> dict[str, Any]:
     return {"name": name, "source": {"file": {"path": str(path), **file}}}
 

@@ -25,7 +25,7 @@ from fakes import LIST_ID, FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FAST, DictResolver, make_spec
+from conftest import FAST, make_spec, offline_plan
 from sendgrid_operator.api.export import FieldMapping
 from sendgrid_operator.emulator.validate import check_upsert_body
 from sendgrid_operator.engine import MemoryStateStore, run_export
@@ -39,7 +39,6 @@ from sendgrid_operator.engine.mapping import (
 from sendgrid_operator.engine.plan import (
     MAX_CONTACTS_PER_UPSERT,
     MAX_UPSERT_BYTES,
-    ExportPlan,
 )
 from sendgrid_operator.sendgrid import SendGridClient
 
@@ -138,17 +137,6 @@ variant = st.tuples(local, st.sampled_from(["", " ", "  "]), st.booleans()).map(
 row_email = st.one_of(variant, st.just("not-an-email"), st.just(""))
 
 
-def _plan(spec: Any) -> ExportPlan:
-    return ExportPlan(
-        namespace="d",
-        name="p",
-        spec=spec,
-        api_key="SG.test-key",
-        base_url="https://sg.test",
-        resolver=DictResolver(),
-    )
-
-
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -182,7 +170,7 @@ def test_every_valid_contact_is_accepted_exactly_once_across_segments_and_400s(
             "SG.test-key", "https://sg.test", transport=fake.transport()
         ) as client:
             report = await run_export(
-                _plan(make_spec([LIST_ID], seg_specs)),
+                offline_plan(make_spec([LIST_ID], seg_specs)),
                 client=client,
                 state=MemoryStateStore(),
                 settings=settings_,
@@ -228,7 +216,9 @@ def test_incremental_sends_exactly_what_changed(tmp_path: Path, runs: list[dict[
             async with SendGridClient(
                 "SG.test-key", "https://sg.test", transport=fake.transport()
             ) as client:
-                report = await run_export(_plan(spec), client=client, state=state, settings=FAST)
+                report = await run_export(
+                    offline_plan(spec), client=client, state=state, settings=FAST
+                )
             assert report.result == "Succeeded", report.message
             current = {f"{e}@example.com": n for e, n in version.items()}
             # New, changed, or back after leaving the segment (re-sent on purpose: it may

@@ -13,7 +13,7 @@ from fakes import LIST_ID, FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FAST, DictResolver, file_segment, make_plan, make_spec
+from conftest import FAST, file_segment, make_plan, make_spec, offline_plan
 from sendgrid_operator.api.report import Phase, Progress
 from sendgrid_operator.emulator import AdminClient, Emulator
 from sendgrid_operator.engine import MemoryStateStore, run_export
@@ -23,15 +23,7 @@ from sendgrid_operator.sendgrid import SendGridClient
 
 
 def _plan(path: Path) -> ExportPlan:
-    spec = make_spec([LIST_ID], [file_segment("s", path)])
-    return ExportPlan(
-        namespace="d",
-        name="p",
-        spec=spec,
-        api_key="SG.test-key",
-        base_url="https://sg.test",
-        resolver=DictResolver(),
-    )
+    return offline_plan(make_spec([LIST_ID], [file_segment("s", path)]))
 
 
 @pytest.mark.parametrize("name_fields", [False, True])
