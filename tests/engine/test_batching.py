@@ -10,10 +10,9 @@ from fakes import LIST_ID, FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FAST, DictResolver, make_spec
+from conftest import FAST, make_spec, offline_plan
 from sendgrid_operator.engine import MemoryStateStore, run_export
 from sendgrid_operator.engine.batching import BodyBuilder, body_size, lower_bound, overhead, pack
-from sendgrid_operator.engine.plan import ExportPlan
 from sendgrid_operator.sendgrid import SendGridClient
 
 
@@ -101,14 +100,7 @@ def test_every_valid_contact_is_sent_exactly_once(
     path.write_text("email\n" + "".join(f'"{e}"\n' for e in rows))
     fake = FakeSendGrid()
     spec = make_spec([LIST_ID], [{"name": "s", "source": {"file": {"path": str(path)}}}])
-    plan = ExportPlan(
-        namespace="d",
-        name="p",
-        spec=spec,
-        api_key="SG.test-key",
-        base_url="https://sg.test",
-        resolver=DictResolver(),
-    )
+    plan = offline_plan(spec)
     from dataclasses import replace
 
     settings_ = replace(FAST, max_contacts_per_upsert=max_count, max_upsert_bytes=300)
