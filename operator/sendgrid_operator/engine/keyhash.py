@@ -169,7 +169,7 @@ class KeyHasher:
                     return
                 self._wait(run)
             digests = run.digests
-            if digests is None or len(digests) != 8 * run.count:
+            if digests is None:  # the helper failed before answering: hashed here
                 assert run.emails is not None
                 digests = self._digests(run.emails)
             keys[run.start : run.start + run.count] = _as_keys(digests)

@@ -349,24 +349,23 @@ class _Run:
         # nothing, built while SendGrid applies the last bodies (the engine is mostly
         # waiting then; not earlier, so its memory and the bodies' do not add up); used
         # only if that is what happened, and saved only once the jobs are verified.
-        speculated: list[asyncio.Future[bytes]] = []
+        speculated: asyncio.Future[bytes] | None = None
 
         def speculate() -> None:
+            nonlocal speculated
             failed = uploader.outcome.error is not None
             if not failed and any(send) and not any(m.candidates for m in memberships):
-                speculated.append(
-                    asyncio.ensure_future(
-                        asyncio.to_thread(
-                            incremental.encoded_next_state,
-                            state,
-                            self.list_ids,
-                            prepared,
-                            send,
-                            send,
-                            foreign,
-                            {},
-                            last=False,
-                        )
+                speculated = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        incremental.encoded_next_state,
+                        state,
+                        self.list_ids,
+                        prepared,
+                        send,
+                        send,
+                        foreign,
+                        {},
+                        last=False,
                     )
                 )
 
@@ -427,9 +426,9 @@ class _Run:
             and len(state.list_ids) == len(self.list_ids)
         )
         encoded: bytes | None = None
-        for speculation in speculated:
+        if speculated is not None:
             try:
-                encoded = await speculation
+                encoded = await speculated
             except Exception:  # built again below, from what happened
                 log.warning("building the new state ahead failed", exc_info=True)
             if uploader.applied != send or any(removals.removed_keys.values()):
