@@ -141,6 +141,12 @@ class KeyHasher:
         """Put every owed key in place (waits for the helper)."""
         self._place(keys, wait=True)
 
+    def ready(self, keys: array[int]) -> int:
+        """Put the answered keys in place without waiting; keys before the returned
+        index are final."""
+        self._place(keys, wait=False)
+        return self._runs[0].start if self._runs else len(keys)
+
     def close(self) -> None:
         """Stop the helper (idempotent); keys still owed are dropped."""
         if self._thread is not None:

@@ -70,6 +70,9 @@ class EngineSettings:
     progress_interval: float = 0.25
     """Minimum seconds between progress callbacks (phase changes always report)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    early_upload: bool = True
+    """Send during the first pass when nothing can refuse the run any more
+    (:mod:`.early`); off: every write waits until the whole segment is read."""
     spool_dir: Path | None = None
     """Where the run's temporary spool file goes (default: the system temp dir)."""
     timeout: float = 60.0

@@ -34,6 +34,7 @@ from sendgrid_operator.api.export import Segment
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
 from sendgrid_operator.engine import buckets, fastpath
 from sendgrid_operator.engine.batching import overhead
+from sendgrid_operator.engine.early import EarlyBodies
 from sendgrid_operator.engine.keyhash import KeyHasher
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
 from sendgrid_operator.engine.outcomes import Reason, RunStopped
@@ -266,9 +267,12 @@ def read_segments(
     max_body: int,
     spool_dir: Path | None = None,
     tick: Tick | None = None,
+    early: EarlyBodies | None = None,
 ) -> Prepared:
     """Read, validate and spool every segment, then de-duplicate. Refuses early when the
-    segments certainly hold more than ``max_profiles`` unique profiles."""
+    segments certainly hold more than ``max_profiles`` unique profiles. With ``early``,
+    first occurrences go out in bodies while the pass reads, once nothing can refuse the
+    run (:mod:`.early`)."""
     spool = Spool(spool_dir)
     prepared = Prepared([SegmentCounts(name=s.name) for s in segments], [], spool)
     hasher = KeyHasher(state.salt)
@@ -284,8 +288,12 @@ def read_segments(
             max_profiles,
             max_body,
             tick,
+            early,
         )
         hasher.fill(prepared.keys)
+        if early is not None:
+            early.advance(prepared.keys, len(prepared.keys))
+            early.finish()
         spool.finish()
         _deduplicate(prepared)
     except BaseException:
@@ -320,6 +328,7 @@ def _read_all(
     max_profiles: int,
     max_body: int,
     tick: Tick | None,
+    early: EarlyBodies | None,
 ) -> None:
     room = max_body - overhead(list_ids)
     salt = state.salt
@@ -344,6 +353,8 @@ def _read_all(
             columns = source.open(compiled.columns)
             check_columns(compiled, columns, f"segment {segment.name!r} ({source.label})")
             expected = source.estimated_total()
+            if early is not None and seg_index == len(segments) - 1:
+                _enable_early(early, source, keys, hasher, max_profiles)
             converted = _converted(source, compiled)
             for item in converted:
                 if item.__class__ is FastRun:
@@ -353,12 +364,16 @@ def _read_all(
                     sizes = list(map(len, encs))
                     if len(keys) + n < check_at and max(sizes) <= room:
                         # plainly valid rows, no limit reached: the per-row steps in bulk
+                        start = len(keys)
                         hasher.add(keys, run.emails)
                         crcs = list(map(crc32, encs, repeat(seed)))
                         if 0 in crcs:
                             crcs = [c or 1 for c in crcs]
                         content.extend(crcs)
                         spool.extend(run.first, encs, sizes)
+                        if early is not None and early.enabled:
+                            early.offer(start, encs)
+                            early.advance(keys, hasher.ready(keys))
                         if tick is not None:
                             done = total_read + read
                             for at in range(
@@ -411,6 +426,20 @@ def _read_all(
             source.close()
     if tick is not None:
         tick(total_read, None)
+
+
+def _enable_early(
+    early: EarlyBodies, source: Source, keys: array[int], hasher: KeyHasher, max_profiles: int
+) -> None:
+    """Let ``early`` send, if the rows spooled so far plus what ``source`` can still give
+    are within ``max_profiles`` (nothing can refuse the run then)."""
+    row_bound = getattr(source, "row_bound", None)
+    bound = row_bound() if row_bound is not None else None
+    if bound is None or len(keys) + bound > max_profiles:
+        return
+    hasher.fill(keys)
+    early.enable(len(keys) + bound)
+    early.advance(keys, len(keys))  # the earlier segments' keys: recorded, not sent
 
 
 Converted = tuple[int, str | None, bytes | None, str | None, str | None]

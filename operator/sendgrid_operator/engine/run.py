@@ -11,7 +11,10 @@ The order of a run is the safety argument, so it is spelled out here once:
 7. mirror only, and only if every job succeeded: remove memberships;
 8. save the new state (also after a failed run: it records only what SendGrid applied).
 
-Every refusal happens before step 6, so a refused run has written nothing.
+Every refusal happens before step 6, so a refused run has written nothing. Step 6 starts
+during step 2 only when no refusal is left that could happen (:mod:`.early`: an upsert
+run that sends everything it reads, within ``maxProfiles`` by the sources' own bounds);
+then a source failing part-way leaves the contacts sent so far applied, and says so.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import uuid
 from array import array
 from collections.abc import Callable
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sendgrid_operator.api.export import Mode
 from sendgrid_operator.api.report import (
     Phase,
@@ -33,6 +39,7 @@ from sendgrid_operator.api.report import (
 )
 from sendgrid_operator.engine import dryrun, incremental, memory, mirror
 from sendgrid_operator.engine.batching import lower_bound, overhead
+from sendgrid_operator.engine.early import EarlyBodies
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping
 from sendgrid_operator.engine.outcomes import (
     MappingError,
@@ -43,7 +50,7 @@ from sendgrid_operator.engine.outcomes import (
 )
 from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
 from sendgrid_operator.engine.progress import ProgressReporter
-from sendgrid_operator.engine.reading import Prepared, read_segments
+from sendgrid_operator.engine.reading import Prepared, mask_array, read_segments
 from sendgrid_operator.engine.state import ExportState, StateStore, load_state
 from sendgrid_operator.engine.upload import Uploader
 from sendgrid_operator.sendgrid import (
@@ -62,6 +69,15 @@ log = logging.getLogger(__name__)
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _without(send: bytearray, streamed: bytearray) -> bytearray:
+    """``send`` less the contacts ``streamed`` marks (it may be shorter)."""
+    n = len(send)
+    if len(streamed) < n:
+        streamed = streamed + bytes(n - len(streamed))
+    rest = pc.and_not(mask_array(send), mask_array(streamed[:n])).cast(pa.uint8())
+    return bytearray(memoryview(rest.buffers()[1])[rest.offset : rest.offset + n])
 
 
 def _reason_for(exc: SendGridError) -> Reason:
@@ -186,7 +202,14 @@ class _Run:
         if note:
             self.notes.append(note)
         state = saved or ExportState.new(self.list_ids)
-        prepared = await self._read(compiled, state)
+        uploader = Uploader(self.client, self.settings, self.list_ids, self._upload_progress)
+        early = self._early(uploader, state)
+        try:
+            prepared = await self._read(compiled, state, early)
+        except RunStopped:
+            if early is not None and early.bodies:
+                await self._abandon(uploader)
+            raise
         self.prepared = prepared
         memory.release()
         send, unchanged = incremental.to_send(prepared, state, self.full)
@@ -209,7 +232,44 @@ class _Run:
         if self.dry_run:
             await self._dry_run(prepared, state, send, memberships)
             return
-        await self._upload_and_verify(prepared, state, send, memberships)
+        remainder = None
+        if early is not None and early.bodies:
+            remainder = _without(send, early.streamed)
+        uploader.attach(prepared, send, remainder)
+        await self._upload_and_verify(prepared, state, send, memberships, uploader)
+
+    def _early(self, uploader: Uploader, state: ExportState) -> EarlyBodies | None:
+        """Bodies sent during the first pass, if this run can allow them (:mod:`.early`):
+        it writes, only upserts, and sends every contact it reads."""
+        if (
+            self.dry_run
+            or not self.settings.early_upload
+            or self.spec.mode != Mode.UPSERT
+            or not (self.full or len(state) == 0)
+        ):
+            return None
+        s = self.settings
+        submit = uploader.early_submitter(asyncio.get_running_loop())
+        return EarlyBodies(self.list_ids, s.max_contacts_per_upsert, s.max_upsert_bytes, submit)
+
+    def _upload_progress(self, sent: int, applied: int) -> None:
+        self.reporter.update(sent=sent, applied=applied)
+
+    async def _abandon(self, uploader: Uploader) -> None:
+        """The first pass failed after bodies went out: finish and verify those, and say
+        what they did. The state is left as it was, so the next run sends them again."""
+        out = await uploader.drain()
+        c = self.counts
+        c.sent, c.created, c.updated = out.sent, out.created, out.updated
+        c.rejected, c.upsert_requests = out.rejected, out.upsert_requests
+        self.report.sendgrid_job_ids = list(out.job_ids)
+        self.report.rejected_samples = out.samples
+        self.notes.append(
+            f"Before the read failed, {out.sent:,} contacts had been sent while reading and "
+            f"SendGrid applied {out.created + out.updated:,} of them ({out.created:,} "
+            f"created, {out.updated:,} updated); the state was left as it was, so the next "
+            "run sends them again."
+        )
 
     async def _preflight(self) -> CompiledMapping:
         self.reporter.phase(Phase.READING)
@@ -233,7 +293,9 @@ class _Run:
         except MappingError as exc:
             raise RunStopped(Reason.INVALID_MAPPING, str(exc)) from exc
 
-    async def _read(self, compiled: CompiledMapping, state: ExportState) -> Prepared:
+    async def _read(
+        self, compiled: CompiledMapping, state: ExportState, early: EarlyBodies | None
+    ) -> Prepared:
         reporter = self.reporter
 
         def tick(read: int, total: int | None) -> None:
@@ -251,6 +313,7 @@ class _Run:
                 max_body=self.settings.max_upsert_bytes,
                 spool_dir=self.settings.spool_dir,
                 tick=tick,
+                early=early,
             )
         except SourceError as exc:
             raise RunStopped(Reason.SOURCE_ERROR, str(exc)) from exc
@@ -335,15 +398,11 @@ class _Run:
         state: ExportState,
         send: bytearray,
         memberships: list[mirror.Membership],
+        uploader: Uploader,
     ) -> None:
         reporter = self.reporter
         reporter.to_send = self.counts.sent
         reporter.phase(Phase.UPLOADING)
-
-        def on_progress(sent: int, applied: int) -> None:
-            reporter.update(sent=sent, applied=applied)
-
-        uploader = Uploader(self.client, self.settings, self.list_ids, prepared, send, on_progress)
         foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
         # The state this run leaves if SendGrid applies every contact and mirror removes
         # nothing, built while SendGrid applies the last bodies (the engine is mostly

@@ -76,6 +76,13 @@ class BatchSource(Protocol):
     def batches(self) -> Iterator[RowBatch]: ...
 
 
+class BoundedSource(Protocol):
+    """A source that can say, before its rows are read, how many it will give at most.
+    Optional: it lets a run send during its first pass (:mod:`.early`)."""
+
+    def row_bound(self) -> int | None: ...
+
+
 class Source(Protocol):
     """A stream of rows. ``label`` names it in row references (``vip.csv``)."""
 
@@ -219,6 +226,13 @@ class CsvSource(FileSourceBase):
         self._columns = [c for c in dict.fromkeys(columns) if c in self._header]
         return dict.fromkeys(self._header, "string")
 
+    def row_bound(self) -> int | None:
+        """Line-break bytes in the file: the header and every row but the last end with
+        one (``\\r``, ``\\n`` or both), so there are no more rows than that."""
+        if self._file is None:
+            return None
+        return _line_breaks(self._file.handle)
+
     def _start_reader(self) -> list[str] | None:
         """A ``csv`` reader over the file from its start; returns the header row."""
         encoding = "utf-8-sig" if self._utf8 else self.spec.encoding
@@ -329,6 +343,23 @@ class CsvSource(FileSourceBase):
                 _record_row(header, records),
                 _record_rows(header, records),
             )
+
+
+def _line_breaks(handle: IO[bytes]) -> int | None:
+    """How many ``\\r`` and ``\\n`` bytes a file holds, read without moving its position;
+    None when it is neither in memory nor a file on disk."""
+    if isinstance(handle, io.BytesIO):
+        data = handle.getvalue()
+        return data.count(b"\r") + data.count(b"\n")
+    try:
+        fd = handle.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+    count = offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        count += chunk.count(b"\r") + chunk.count(b"\n")
+        offset += len(chunk)
+    return count
 
 
 def _last_value(values: tuple[str, ...], places: list[int]) -> str | None:
@@ -448,6 +479,9 @@ class ParquetSource(FileSourceBase):
 
     def estimated_total(self) -> int | None:
         return int(self._pf.metadata.num_rows)
+
+    def row_bound(self) -> int | None:
+        return int(self._pf.metadata.num_rows)  # the footer's count is exact
 
     def rows(self) -> Iterator[tuple[int, Row]]:
         number = 0

@@ -70,6 +70,8 @@ class PostgresSource:
 
         try:
             self._conn = psycopg.connect(self.url, connect_timeout=15)
+            # one snapshot for the cursor and row_bound()'s count
+            self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self._cur = self._conn.cursor(name=CURSOR_NAME)
             self._cur.itersize = self.spec.fetch_size
             self._cur.execute(self.spec.query)
@@ -86,6 +88,22 @@ class PostgresSource:
 
     def estimated_total(self) -> int | None:
         return None
+
+    def row_bound(self) -> int | None:
+        """The query's row count in the cursor's own snapshot (the transaction is
+        REPEATABLE READ): the server runs the query once more and sends one number.
+        None if that fails; the savepoint keeps the cursor usable then."""
+        import psycopg
+
+        query = self.spec.query.strip().rstrip(";")
+        try:
+            with self._conn.transaction():
+                row = self._conn.execute(
+                    f"SELECT count(*) FROM (\n{query}\n) AS sgexport_rows"
+                ).fetchone()
+        except psycopg.Error:
+            return None
+        return int(row[0]) if row else None
 
     def _fetched(self) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
         """``(rows before it, batch)`` for each ``fetchmany``; a database error while

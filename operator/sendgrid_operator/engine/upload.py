@@ -18,10 +18,12 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
 from sendgrid_operator.engine.batching import BodyBuilder
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 REJECTED_BY_SENDGRID = "rejected"
 JOB_FAILED = "job_failed"
+#: Bodies from the first pass that may wait for an upload slot (bounds their memory).
+EARLY_WAITING = 0
 _CONTACT_FIELD = re.compile(r"^contacts\[(\d+)\]")
 
 
@@ -53,23 +57,26 @@ class UploadOutcome:
 
 
 class Uploader:
-    """Sends the rows of ``send`` (a mask over the spool) and marks ``applied`` ones."""
+    """Sends the rows of a mask over the spool and marks the ``applied`` ones.
+
+    Bodies may also arrive from the first pass's thread before the spool is complete
+    (:meth:`early_submitter`, :mod:`.early`); :meth:`attach` then hands over the finished
+    spool and what remains to send, and :meth:`run` sends that and verifies every job."""
 
     def __init__(
         self,
         client: SendGridClient,
         settings: EngineSettings,
         list_ids: list[str],
-        prepared: Prepared,
-        send: bytearray,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.list_ids = list_ids
-        self.prepared = prepared
-        self.send = send
-        self.applied = bytearray(len(send))
+        self.prepared: Prepared | None = None
+        self.send = bytearray()
+        self._remainder = bytearray()
+        self.applied = bytearray()
         self.outcome = UploadOutcome()
         self._on_progress = on_progress
         self._applied_count = 0
@@ -81,10 +88,71 @@ class Uploader:
         self._latest_finished = -1
         self._finished = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
-        self._spool_handle = open(prepared.spool.path, "rb")  # noqa: SIM115 - closed in run()
+        self._spool_ready = asyncio.Event()  # set by attach() (or drain(): no spool)
+        self._spool_handle: IO[bytes] | None = None
+        self._early: list[asyncio.Task[None]] = []
+        self._early_closed = False
         self._bodies = BodyBuilder(
             list_ids, settings.max_contacts_per_upsert, settings.max_upsert_bytes
         )
+
+    def attach(
+        self, prepared: Prepared, send: bytearray, remainder: bytearray | None = None
+    ) -> None:
+        """The finished spool, the mask of every contact this run sends, and of those not
+        sent early (default: all of ``send``)."""
+        self.prepared = prepared
+        self.send = send
+        self._remainder = send if remainder is None else remainder
+        if len(self.applied) < len(send):
+            self.applied.extend(bytes(len(send) - len(self.applied)))
+        self._spool_handle = open(prepared.spool.path, "rb")  # noqa: SIM115 - closed in run()
+        self._spool_ready.set()
+
+    # -- bodies from the first pass --------------------------------------------------------
+    def early_submitter(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[bytes, array[int]], bool]:
+        """A function for the first pass's thread that hands this uploader a body (and
+        its contacts' spool indices). It blocks while ``upload_concurrency + 1`` bodies
+        are waiting or in flight, and returns False once the uploader takes no more."""
+        outstanding = threading.Semaphore(max(1, self.settings.upload_concurrency) + EARLY_WAITING)
+
+        def submit(data: bytes, positions: array[int]) -> bool:
+            while not outstanding.acquire(timeout=0.1):
+                if self._early_closed:
+                    return False
+            if self._early_closed:
+                outstanding.release()
+                return False
+            loop.call_soon_threadsafe(self._start_early, data, positions, outstanding)
+            return True
+
+        return submit
+
+    def _start_early(
+        self, data: bytes, positions: array[int], outstanding: threading.Semaphore
+    ) -> None:
+        async def upload() -> None:
+            try:
+                await self._slots.acquire()
+                await self._upload(data, positions)
+            finally:
+                outstanding.release()
+            if self.outcome.error is not None:
+                self._early_closed = True
+
+        self._early.append(asyncio.create_task(upload()))
+
+    async def drain(self) -> UploadOutcome:
+        """The first pass failed: take no more bodies, and finish (send and verify) those
+        taken. Without a spool, rejected rows cannot be named (:meth:`_rejected_positions`)."""
+        self._early_closed = True
+        self._spool_ready.set()
+        await asyncio.gather(*self._early)
+        if self._verifiers:
+            await asyncio.gather(*self._verifiers)
+        return self.outcome
 
     def _progress(self) -> None:
         if self._on_progress is not None:
@@ -104,15 +172,18 @@ class Uploader:
             if self._verifiers:
                 await asyncio.gather(*self._verifiers)
         finally:
-            self._spool_handle.close()
+            self._early_closed = True
+            if self._spool_handle is not None:
+                self._spool_handle.close()
         return self.outcome
 
     # -- producing bodies ----------------------------------------------------------------
     async def _produce(self, on_cut: Callable[[], None] | None) -> None:
         s = self.settings
+        assert self.prepared is not None, "attach() comes first"
         bodies = cut_bodies(
             self.prepared.spool,
-            self.send,
+            self._remainder,
             self.list_ids,
             s.max_contacts_per_upsert,
             s.max_upsert_bytes,
@@ -132,7 +203,7 @@ class Uploader:
         self._slots.release()
         if on_cut is not None:
             on_cut()
-        await asyncio.gather(*uploads)
+        await asyncio.gather(*uploads, *self._early)
 
     def _dispatch(self, body: bytes, indices: array[int]) -> asyncio.Task[None]:
         """Send a body whose slot is taken; the upload releases it."""
@@ -155,10 +226,21 @@ class Uploader:
                 asyncio.create_task(self._verify(job_id, array("I", positions), number))
             )
 
-    def _pieces(self, positions: Sequence[int]) -> list[bytes]:
+    async def _spool(self) -> tuple[Prepared, IO[bytes]] | None:
+        """The finished spool and a handle on it, once there is one (None: the first pass
+        failed, and there will be none)."""
+        await self._spool_ready.wait()
+        if self.prepared is None or self._spool_handle is None:
+            return None
+        return self.prepared, self._spool_handle
+
+    async def _pieces(self, positions: Sequence[int]) -> list[bytes] | None:
         """The encoded contacts at ``positions``, read back from the spool."""
-        spool = self.prepared.spool
-        return [encoded for _, _, _, encoded in spool.read_many(self._spool_handle, positions)]
+        spooled = await self._spool()
+        if spooled is None:
+            return None
+        prepared, handle = spooled
+        return [encoded for _, _, _, encoded in prepared.spool.read_many(handle, positions)]
 
     async def _send(
         self,
@@ -179,7 +261,9 @@ class Uploader:
                 raise
             body = None
             if pieces is None:
-                pieces = self._pieces(positions)
+                pieces = await self._pieces(positions)
+                if pieces is None:  # no spool to isolate the bad rows with
+                    raise
             named = _named_rows(exc, len(pieces))
             if named:
                 for i, message in named.items():
@@ -201,7 +285,9 @@ class Uploader:
         return [(job_id, positions)]
 
     def _reject(self, position: int, message: str) -> None:
+        """Count a row SendGrid refused (only after :meth:`_pieces`: the spool is ready)."""
         self.outcome.rejected += 1
+        assert self.prepared is not None and self._spool_handle is not None
         segment, row, _ = self.prepared.spool.read(self._spool_handle, position)
         self._sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, row), message)
 
@@ -275,6 +361,8 @@ class Uploader:
                 )
                 bad = set(positions)
         applied = self.applied
+        if positions and max(positions) >= len(applied):  # an early body's, before attach()
+            applied.extend(bytes(max(positions) + 1 - len(applied)))
         for p in positions:
             if p not in bad:
                 applied[p] = 1
@@ -294,9 +382,12 @@ class Uploader:
     async def _rejected_positions(self, status: ImportStatus, positions: array[int]) -> set[int]:
         if not status.errors_url:
             return set()
+        spooled = await self._spool()
+        if spooled is None:
+            return set()  # none named: the job's rows count as not applied
+        prepared, handle = spooled
         rows = await self.client.download_errors(status.errors_url)
-        handle = self._spool_handle
-        spool = self.prepared.spool
+        spool = prepared.spool
         by_email: dict[str, int] | None = None
         bad: set[int] = set()
         for row in rows:
@@ -318,7 +409,7 @@ class Uploader:
                 continue
             bad.add(found)
             segment, rownum, _ = spool.read(handle, found)
-            self._sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, rownum), _error_text(row))
+            self._sample(REJECTED_BY_SENDGRID, prepared.ref(segment, rownum), _error_text(row))
         return bad
 
 

@@ -1,0 +1,344 @@
+"""Bodies sent during the first pass (``engine/early.py``): they go out while the source
+is still being read, only when no guard can refuse the run any more, hold only first
+occurrences, and change nothing else: what the pass produces, what SendGrid ends up with,
+the number of requests. A source failing after bodies went out is reported as such."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from firstpass import digest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from conftest import FAST, DictResolver, file_segment, make_plan, make_spec
+from sendgrid_operator.api.export import SegmentSource
+from sendgrid_operator.emulator import AdminClient, Emulator
+from sendgrid_operator.engine import MemoryStateStore, early, keyhash, run_export, sources
+from sendgrid_operator.engine import run as run_module
+from sendgrid_operator.engine.early import EarlyBodies
+from sendgrid_operator.engine.mapping import compile_mapping
+from sendgrid_operator.engine.outcomes import Reason, SourceError
+from sendgrid_operator.engine.reading import read_segments
+from sendgrid_operator.engine.sources import build_source
+from sendgrid_operator.engine.state import ExportState
+
+LIST = "00000000-0000-4000-8000-000000000001"
+
+
+def write_parquet(path: Path, rows: list[tuple[str, str]]) -> Path:
+    table = pa.table({"email": [r[0] for r in rows], "first": [r[1] for r in rows]})
+    pq.write_table(table, path)
+    return path
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+# -- the first pass: bodies hold first occurrences, and the pass is otherwise unchanged --
+POOL = [
+    *(f"user{i}@example.com" for i in range(30)),
+    *(f" USER{i}@Example.com " for i in range(0, 30, 3)),  # duplicates by case and spaces
+    "not-an-email",
+    "",
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    emails=st.lists(st.sampled_from(POOL), min_size=20, max_size=250),
+    split=st.floats(0, 1),
+    max_count=st.integers(1, 7),
+    max_body=st.integers(150, 600),
+    slots=st.sampled_from([8, 64, 1 << 16]),
+    helper=st.booleans(),
+)
+def test_early_bodies_hold_first_occurrences_and_change_nothing(
+    tmp_path: Path,
+    emails: list[str],
+    split: float,
+    max_count: int,
+    max_body: int,
+    slots: int,
+    helper: bool,
+) -> None:
+    rows = [(e, f"n{i}" * (i % 4)) for i, e in enumerate(emails)]
+    at = int(len(rows) * split)  # only the last segment's rows can go early
+    files = [
+        write_parquet(tmp_path / "a.parquet", rows[:at]),
+        write_parquet(tmp_path / "b.parquet", rows[at:]),
+    ]
+    spec = make_spec(
+        [LIST],
+        [file_segment("a", files[0]), file_segment("b", files[1])],
+        fieldMapping={"email": "email", "firstName": "first"},
+    )
+    compiled = compile_mapping(spec.field_mapping, [])
+    state = ExportState.new([LIST])
+    bodies: list[tuple[bytes, list[int]]] = []
+
+    def submit(data: bytes, positions: Any) -> bool:
+        bodies.append((data, list(positions)))
+        return True
+
+    def first_pass(with_early: EarlyBodies | None) -> Any:
+        return read_segments(
+            spec.segments,
+            compiled,
+            state,
+            [LIST],
+            DictResolver(),
+            max_profiles=10_000,
+            max_body=max_body,
+            early=with_early,
+        )
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "PARQUET_BATCH_ROWS", 16)
+        mp.setattr(early, "MIN_SLOTS", slots)
+        mp.setattr(early, "MAX_SLOTS", slots)  # few slots: many keys find theirs taken
+        mp.setattr(keyhash, "HELPER_MIN_ROWS", 0 if helper else 1 << 30)
+        plain = first_pass(None)
+        sender = EarlyBodies([LIST], max_count, max_body, submit)
+        prepared = first_pass(sender)
+    try:
+        assert digest(prepared) == digest(plain)
+        records = {index: encoded for index, _, _, encoded in prepared.spool.scan()}
+        sent = [p for _, positions in bodies for p in positions]
+        assert len(sent) == len(set(sent))
+        assert all(prepared.keep[p] for p in sent)  # first occurrences only
+        assert [i for i, flag in enumerate(sender.streamed) if flag] == sorted(sent)
+        for data, positions in bodies:
+            assert len(data) <= max_body and 0 < len(positions) <= max_count
+            body = json.loads(data)
+            assert body["list_ids"] == [LIST]
+            assert body["contacts"] == [json.loads(records[p]) for p in positions]
+        assert len(bodies) == sender.bodies
+        event(f"bodies sent early: {min(len(bodies), 3)}")
+    finally:
+        plain.spool.remove()
+        prepared.spool.remove()
+
+
+# -- the engine against the emulator ----------------------------------------------------
+N = 6_000
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> Path:
+    rows = [(f"user{i}@example.com", f"First{i}") for i in range(N)]
+    rows += [(f"USER{i}@example.com", "Later") for i in range(0, N, 7)]  # duplicates at the end
+    return write_parquet(tmp_path / "people.parquet", rows)
+
+
+def pause_reading(monkeypatch: pytest.MonkeyPatch, at_batch: int, then: Callable[[], None]) -> None:
+    """Parquet batches of 500 rows; ``then()`` runs on the reading thread before batch
+    ``at_batch`` is handed over."""
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
+    original = sources.ParquetSource.batches
+
+    def batches(self: sources.ParquetSource) -> Iterator[sources.RowBatch]:
+        for index, batch in enumerate(original(self)):
+            if index == at_batch:
+                then()
+            yield batch
+
+    monkeypatch.setattr(sources.ParquetSource, "batches", batches)
+
+
+def upserted(admin: AdminClient) -> bool:
+    return any(r.endpoint == "upsert" for r in admin.request_log())
+
+
+@pytest.mark.parametrize("early_upload", [True, False])
+async def test_bodies_go_out_while_the_source_is_still_read(
+    people: Path,
+    emu: Emulator,
+    admin: AdminClient,
+    list_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    early_upload: bool,
+) -> None:
+    seen: list[bool] = []
+    # after 4,000 of 6,858 rows, bodies of 1,000 contacts have filled up
+    pause_reading(
+        monkeypatch,
+        8,
+        lambda: seen.append(wait_for(lambda: upserted(admin), 10.0 if early_upload else 1.0)),
+    )
+    spec = make_spec(
+        [list_id],
+        [file_segment("all", people)],
+        fieldMapping={"email": "email", "firstName": "first"},
+    )
+    settings = replace(FAST, max_contacts_per_upsert=1_000, early_upload=early_upload)
+    report = await run_export(make_plan(emu, spec), state=MemoryStateStore(), settings=settings)
+    assert seen == [early_upload]
+    assert report.result == "Succeeded", report.message
+    c = report.counts
+    assert (c.profiles, c.duplicates, c.sent, c.created) == (N, 858, N, N)
+    assert c.upsert_requests == c.minimum_upsert_requests == 6
+    assert len(admin.members(list_id)) == N
+    later = admin.contact("user700@example.com")
+    assert later is not None and later["first_name"] == "First700"  # the first occurrence
+
+
+async def test_a_source_failing_after_bodies_went_out(
+    people: Path,
+    emu: Emulator,
+    admin: AdminClient,
+    list_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail() -> None:
+        assert wait_for(lambda: upserted(admin), 10.0)
+        raise SourceError("people.parquet: the volume went away")
+
+    pause_reading(monkeypatch, 8, fail)
+    spec = make_spec(
+        [list_id],
+        [file_segment("all", people)],
+        fieldMapping={"email": "email", "firstName": "first"},
+    )
+    settings = replace(FAST, max_contacts_per_upsert=1_000)
+    state = MemoryStateStore()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert report.reason == Reason.SOURCE_ERROR
+    assert "the volume went away" in report.message and "sent while reading" in report.message
+    c = report.counts
+    assert c.sent > 0 and c.sent % 1_000 == 0 and c.created == c.sent
+    assert c.upsert_requests == len(report.sendgrid_job_ids) == c.sent // 1_000
+    members = admin.members(list_id)
+    assert len(members) == c.sent
+    assert members <= {f"user{i}@example.com" for i in range(4_000)}  # read before the failure
+    assert state.data is None  # not advanced: the next run sends everything again
+    monkeypatch.undo()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert report.result == "Succeeded", report.message
+    assert (report.counts.sent, report.counts.updated) == (N, c.sent)
+    assert len(admin.members(list_id)) == N
+
+
+def spy_early(monkeypatch: pytest.MonkeyPatch) -> list[EarlyBodies | None]:
+    """What each run handed the first pass as ``early``."""
+    seen: list[EarlyBodies | None] = []
+    real = run_module.read_segments
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("early"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "read_segments", spy)
+    return seen
+
+
+async def test_nothing_goes_out_early_while_a_guard_could_still_refuse(
+    people: Path,
+    emu: Emulator,
+    admin: AdminClient,
+    list_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = spy_early(monkeypatch)
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)  # the fast path, batch by batch
+    settings = replace(FAST, max_contacts_per_upsert=1_000)
+    segments = [file_segment("all", people)]
+
+    async def run(state: MemoryStateStore, **spec: Any) -> None:
+        plan = make_plan(emu, make_spec([list_id], segments, **spec))
+        dry_run = spec.pop("dryRun", False)
+        report = await run_export(plan, state=state, settings=settings, dry_run=dry_run)
+        assert report.result == "Succeeded", report.message
+
+    await run(MemoryStateStore(), dryRun=True)
+    assert seen[-1] is None
+    await run(MemoryStateStore(), mode="mirror")
+    assert seen[-1] is None  # mirror reads membership after the pass
+    # 6,858 rows may hold more than 6,000 profiles until the duplicates are known
+    await run(MemoryStateStore(), maxProfiles=N)
+    assert seen[-1] is not None and seen[-1].bodies == 0
+    state = MemoryStateStore()
+    await run(state)
+    assert seen[-1] is not None and seen[-1].bodies > 0  # the control: it can send early
+    await run(state)  # an incremental run with state: sends what changed, after the pass
+    assert seen[-1] is None
+
+
+# -- row bounds ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        "email\na@x.io\nb@x.io\n",
+        "email\r\na@x.io\r\nb@x.io",
+        "email\ra@x.io\rb@x.io\r",  # old Mac line ends: no \n at all
+        'email,note\na@x.io,"two\nlines"\n\nb@x.io,x\n',
+        "email",
+    ],
+)
+def test_a_csv_bound_is_never_below_its_rows(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(text.encode())
+    source = build_source(
+        SegmentSource.model_validate({"file": {"path": str(path)}}), DictResolver()
+    )
+    source.open(["email"])
+    try:
+        bound = source.row_bound()  # type: ignore[attr-defined]
+        rows = sum(1 for _ in source.rows())
+    finally:
+        source.close()
+    assert rows <= bound <= text.count("\r") + text.count("\n")
+
+
+@pytest.mark.postgres
+def test_a_postgres_bound_is_the_count_in_the_cursor_snapshot(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bounded")
+        conn.execute("CREATE TABLE bounded (email text)")
+        conn.execute(
+            "INSERT INTO bounded SELECT 'u' || g || '@x.io' FROM generate_series(1, 250) g"
+        )
+    resolver = DictResolver(secrets={("db", "url"): postgres_url})
+    spec = {
+        "sql": {
+            "query": "SELECT email FROM bounded -- every row\n;",
+            "databaseURLSecretRef": {"name": "db", "key": "url"},
+            "fetchSize": 100,
+        }
+    }
+    source = build_source(SegmentSource.model_validate(spec), resolver)
+    source.open(["email"])
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            other.execute("INSERT INTO bounded VALUES ('late@x.io')")  # after the snapshot
+        assert source.row_bound() == 250  # type: ignore[attr-defined]
+        assert sum(1 for _ in source.rows()) == 250
+    finally:
+        source.close()
+    # a count that fails (here: a query changed under the source) gives no bound, and
+    # its savepoint leaves the cursor readable
+    source = build_source(SegmentSource.model_validate(spec), resolver)
+    source.open(["email"])
+    try:
+        source.spec = source.spec.model_copy(update={"query": "SELECT nope FROM nowhere"})  # type: ignore[attr-defined]
+        assert source.row_bound() is None  # type: ignore[attr-defined]
+        assert sum(1 for _ in source.rows()) == 251
+    finally:
+        source.close()
