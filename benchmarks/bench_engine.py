@@ -176,7 +176,12 @@ def _child(argv: list[str]) -> int:
     mode, manifest, url, state_dir = argv
     started = time.perf_counter()
     helper_kib: list[int] = []
-    if mode in ("baseline", "baseline_sequential"):
+    if mode == "limit":  # state_dir names the prepared bodies
+        from benchmarks.limit import run_limit
+
+        figures = asyncio.run(run_limit(Path(manifest), url, Path(state_dir)))
+        started += figures.pop("load_seconds")  # prepared payloads: loading is not timed
+    elif mode in ("baseline", "baseline_sequential"):
         figures = asyncio.run(_baseline(manifest, url, sequential=mode == "baseline_sequential"))
     else:
         from argparse import Namespace
@@ -342,6 +347,18 @@ def _new_list(url: str) -> str:
         return str(admin.post("/lists", json={"name": "bench"}).json()["id"])
 
 
+LIMIT_LIST = "00000000-0000-4000-8000-00000000b3c4"
+
+
+def _limit_list(url: str) -> None:
+    """A fresh account with the list the limit baseline's prepared bodies name."""
+    import httpx
+
+    with httpx.Client(base_url=url + "/_emulator", timeout=60) as admin:
+        admin.post("/reset")
+        admin.post("/lists", json={"name": "limit", "id": LIMIT_LIST}).raise_for_status()
+
+
 def main(quick: bool) -> dict[str, Any]:
     sizes = [100_000] if quick else [10_000, 100_000, 1_000_000]
     results: dict[str, Any] = {"layout": "emulator and each engine run in separate processes"}
@@ -360,6 +377,15 @@ def main(quick: bool) -> dict[str, Any]:
                     _make_csv(parquet, csv_file)
                     _make_table(db_url, n)
                     figures: dict[str, Any] = {}
+                    bodies = root / f"bodies-{n}.bin"
+                    from benchmarks.limit import prepare_bodies
+
+                    prepare_bodies(parquet, LIMIT_LIST, bodies)
+
+                    def limit(manifest: Path) -> dict[str, Any]:
+                        _limit_list(url)
+                        return _run_child("limit", manifest, url, bodies)  # noqa: B023
+
                     # baseline: read + send the same bodies
                     list_id = _new_list(url)
                     manifest = root / f"m{n}.yaml"
@@ -370,6 +396,7 @@ def main(quick: bool) -> dict[str, Any]:
                     figures["baseline_sequential"] = _run_child(
                         "baseline_sequential", manifest, url, root / "s-base"
                     )
+                    figures["limit_parquet"] = limit(manifest)
                     # the engine from Parquet: full run, then an unchanged incremental re-run
                     list_id = _new_list(url)
                     manifest.write_text(_manifest(list_id, {"file": {"path": str(parquet)}}, None))
@@ -386,8 +413,14 @@ def main(quick: bool) -> dict[str, Any]:
                         }
                     }
                     manifest.write_text(_manifest(list_id, sql, db_url))
+                    figures["limit_postgres"] = limit(manifest)
+                    list_id = _new_list(url)
+                    manifest.write_text(_manifest(list_id, sql, db_url))
                     figures["postgres_full"] = _run_child("full", manifest, url, root / f"pg-{n}")
                     # the engine from CSV (same rows)
+                    list_id = _new_list(url)
+                    manifest.write_text(_manifest(list_id, {"file": {"path": str(csv_file)}}, None))
+                    figures["limit_csv"] = limit(manifest)
                     list_id = _new_list(url)
                     manifest.write_text(_manifest(list_id, {"file": {"path": str(csv_file)}}, None))
                     figures["csv_full"] = _run_child("full", manifest, url, root / f"csv-{n}")
@@ -401,6 +434,12 @@ def main(quick: bool) -> dict[str, Any]:
                     figures["postgres_full_vs_baseline"] = round(
                         figures["postgres_full"]["wall_seconds"] / base, 2
                     )
+                    for source in ("parquet", "postgres", "csv"):
+                        figures[f"{source}_full_vs_limit"] = round(
+                            figures[f"{source}_full"]["wall_seconds"]
+                            / figures[f"limit_{source}"]["wall_seconds"],
+                            2,
+                        )
                     sequential = figures["baseline_sequential"]["wall_seconds"]
                     figures["parquet_full_vs_baseline_sequential"] = round(
                         figures["parquet_full"]["wall_seconds"] / sequential, 2

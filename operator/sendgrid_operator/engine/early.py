@@ -32,8 +32,10 @@ packed greedily too; the last, partly filled one is not sent but left to the res
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
 
@@ -68,7 +70,7 @@ class EarlyBodies:
         self._bits: bytearray | None = None
         self._mask = 0
         self._next = 0  # the first spool index not yet decided
-        self._runs: deque[tuple[int, list[bytes]]] = deque()
+        self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
         self._body = bytearray()
         self._positions = array("I")
         self._count = 0
@@ -87,10 +89,11 @@ class EarlyBodies:
         self._bits = bytearray(slots // 8)
         self._mask = slots - 1
 
-    def offer(self, start: int, pieces: list[bytes]) -> None:
-        """The encoded contacts spooled at indices ``start``, ``start + 1``, ..."""
+    def offer(self, start: int, pieces: list[bytes], sizes: list[int]) -> None:
+        """The encoded contacts spooled at indices ``start``, ``start + 1``, ..., and
+        their sizes."""
         if self.enabled and pieces:
-            self._runs.append((start, pieces))
+            self._runs.append((start, pieces, sizes))
 
     def advance(self, keys: array[int], upto: int) -> None:
         """Decide every contact before spool index ``upto`` (their keys are final)."""
@@ -103,51 +106,67 @@ class EarlyBodies:
             while runs and runs[0][0] + len(runs[0][1]) <= i:
                 runs.popleft()
             if runs and runs[0][0] <= i:
-                start, pieces = runs[0]
-                stop = min(upto, start + len(pieces))
-                self._pack(keys, i, stop, start, pieces)
+                stop = min(upto, runs[0][0] + len(runs[0][1]))
+                self._pack(keys, i, stop, runs[0])
             else:
                 stop = min(runs[0][0], upto) if runs else upto
-                self._pack(keys, i, stop, 0, None)  # rows of the slow path: recorded only
+                self._pack(keys, i, stop, None)  # rows of the slow path: recorded only
             i = stop
             if self._stopped:
                 return
         self._next = upto
 
     def _pack(
-        self, keys: array[int], lo: int, hi: int, start: int, pieces: list[bytes] | None
+        self,
+        keys: array[int],
+        lo: int,
+        hi: int,
+        run: tuple[int, list[bytes], list[int]] | None,
     ) -> None:
-        """Record the keys of ``lo:hi``; pack the first occurrences among ``pieces``."""
+        """Record the keys of ``lo:hi``; pack the first occurrences among ``run``'s."""
         bits = self._bits
         assert bits is not None
         mask = self._mask
-        chunk: list[bytes] = []  # joined into the body once per call or body
-        positions = self._positions
-        count, max_count, max_bytes = self._count, self._max_count, self._max_bytes
-        size = self._size
-        for j, key in enumerate(keys[lo:hi], lo):
+        new: list[int] = []
+        found = new.append
+        j = lo
+        for key in keys[lo:hi]:
             slot = key & mask
             byte = slot >> 3
             bit = 1 << (slot & 7)
             value = bits[byte]
-            if value & bit:
-                continue  # perhaps seen before: decided after the pass
-            bits[byte] = value | bit
-            if pieces is None:
-                continue
-            piece = pieces[j - start]
-            if count and (count >= max_count or size + len(piece) + 1 > max_bytes):
-                self._add(chunk, count, size)
-                chunk = []
+            if not value & bit:
+                bits[byte] = value | bit
+                found(j)
+            j += 1
+        if run is not None and new:
+            self._place(new, *run)
+
+    def _place(self, new: list[int], start: int, pieces: list[bytes], sizes: list[int]) -> None:
+        """Greedy packing of the contacts at spool indices ``new`` (ascending), a slice at
+        a time: as many as the count allows, fewer when the bytes do not."""
+        k, n = 0, len(new)
+        while k < n:
+            count, size = self._count, self._size
+            take = new[k : k + self._max_count - count]
+            rel = [j - start for j in take]
+            ends = list(accumulate([sizes[r] for r in rel]))
+            budget = self._max_bytes - size + (0 if count else 1)  # pieces plus commas
+            m = len(take)
+            if ends[-1] + m > budget:
+                m = bisect_right(range(m), budget, key=lambda i: ends[i] + i + 1)
+            if m:
+                self._add(
+                    [pieces[r] for r in rel[:m]],
+                    count + m,
+                    size + ends[m - 1] + m - (0 if count else 1),
+                )
+                self._positions.extend(take[:m])
+                k += m
+            if self._count == self._max_count or m < len(take):
                 self._emit()
                 if self._stopped:
                     return
-                positions, count, size = self._positions, 0, self._size
-            size += len(piece) + (1 if count else 0)
-            count += 1
-            chunk.append(piece)
-            positions.append(j)
-        self._add(chunk, count, size)
 
     def _add(self, chunk: list[bytes], count: int, size: int) -> None:
         """Append ``chunk`` to the body, which then holds ``count`` contacts, ``size``

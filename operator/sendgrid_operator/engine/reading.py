@@ -372,7 +372,7 @@ def _read_all(
                         content.extend(crcs)
                         spool.extend(run.first, encs, sizes)
                         if early is not None and early.enabled:
-                            early.offer(start, encs)
+                            early.offer(start, encs, sizes)
                             early.advance(keys, hasher.ready(keys))
                         if tick is not None:
                             done = total_read + read

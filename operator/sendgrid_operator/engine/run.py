@@ -36,6 +36,7 @@ from sendgrid_operator.api.report import (
     Progress,
     RunCounts,
     RunReport,
+    RunResult,
 )
 from sendgrid_operator.engine import dryrun, incremental, memory, mirror
 from sendgrid_operator.engine.batching import lower_bound, overhead
@@ -169,6 +170,7 @@ class _Run:
         )
         self.reporter: ProgressReporter
         self.notes: list[str] = []
+        self.wrote = False  # bodies went out before the run stopped (see _abandon)
         self.prepared: Prepared | None = None
 
     # -- the run ------------------------------------------------------------------------
@@ -193,6 +195,8 @@ class _Run:
     def _finish(self, reason: Reason, message: str) -> None:
         self.report.reason = reason
         self.report.result = result_for(reason)
+        if self.wrote and self.report.result == RunResult.REFUSED:
+            self.report.result = RunResult.FAILED  # not refused: contacts went out first
         notes = " ".join(self.notes)
         self.report.message = f"{message} {notes}".strip() if notes else message
 
@@ -259,6 +263,7 @@ class _Run:
         """The first pass failed after bodies went out: finish and verify those, and say
         what they did. The state is left as it was, so the next run sends them again."""
         out = await uploader.drain()
+        self.wrote = out.upsert_requests > 0
         c = self.counts
         c.sent, c.created, c.updated = out.sent, out.created, out.updated
         c.rejected, c.upsert_requests = out.rejected, out.upsert_requests

@@ -361,10 +361,16 @@ class Uploader:
                 )
                 bad = set(positions)
         applied = self.applied
-        if positions and max(positions) >= len(applied):  # an early body's, before attach()
-            applied.extend(bytes(max(positions) + 1 - len(applied)))
-        for p in positions:
-            if p not in bad:
+        if self.prepared is None and positions:  # an early body's, before attach()
+            top = max(positions)
+            if top >= len(applied):
+                applied.extend(bytes(top + 1 - len(applied)))
+        if bad:
+            for p in positions:
+                if p not in bad:
+                    applied[p] = 1
+        else:
+            for p in positions:
                 applied[p] = 1
         self._applied_count += len(positions) - min(len(positions), status.errored)
         self._progress()
