@@ -35,7 +35,7 @@ from array import array
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import accumulate
+from itertools import accumulate, compress
 
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
 
@@ -127,43 +127,43 @@ class EarlyBodies:
         bits = self._bits
         assert bits is not None
         mask = self._mask
-        new: list[int] = []
-        found = new.append
-        j = lo
-        for key in keys[lo:hi]:
+        first = bytearray(hi - lo)  # 1: a first occurrence
+        for i, key in enumerate(keys[lo:hi]):
             slot = key & mask
             byte = slot >> 3
             bit = 1 << (slot & 7)
             value = bits[byte]
             if not value & bit:
                 bits[byte] = value | bit
-                found(j)
-            j += 1
-        if run is not None and new:
-            self._place(new, *run)
+                first[i] = 1
+        if run is None:
+            return
+        start, pieces, sizes = run
+        a, b = lo - start, hi - start
+        self._place(
+            array("I", compress(range(lo, hi), first)),
+            list(compress(pieces[a:b], first)),
+            list(compress(sizes[a:b], first)),
+        )
 
-    def _place(self, new: list[int], start: int, pieces: list[bytes], sizes: list[int]) -> None:
-        """Greedy packing of the contacts at spool indices ``new`` (ascending), a slice at
-        a time: as many as the count allows, fewer when the bytes do not."""
-        k, n = 0, len(new)
+    def _place(self, positions: array[int], pieces: list[bytes], sizes: list[int]) -> None:
+        """Greedy packing of contacts (in spool order), a slice at a time: as many as
+        the count allows, fewer when the bytes do not."""
+        k, n = 0, len(pieces)
         while k < n:
             count, size = self._count, self._size
-            take = new[k : k + self._max_count - count]
-            rel = [j - start for j in take]
-            ends = list(accumulate([sizes[r] for r in rel]))
+            stop = min(n, k + self._max_count - count)
+            ends = list(accumulate(sizes[k:stop]))
             budget = self._max_bytes - size + (0 if count else 1)  # pieces plus commas
-            m = len(take)
+            m = stop - k
             if ends[-1] + m > budget:
                 m = bisect_right(range(m), budget, key=lambda i: ends[i] + i + 1)
             if m:
-                self._add(
-                    [pieces[r] for r in rel[:m]],
-                    count + m,
-                    size + ends[m - 1] + m - (0 if count else 1),
-                )
-                self._positions.extend(take[:m])
+                grown = size + ends[m - 1] + m - (0 if count else 1)
+                self._add(pieces[k : k + m], count + m, grown)
+                self._positions.extend(positions[k : k + m])
                 k += m
-            if self._count == self._max_count or m < len(take):
+            if self._count == self._max_count or k < stop:
                 self._emit()
                 if self._stopped:
                     return
