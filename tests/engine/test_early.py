@@ -342,3 +342,58 @@ def test_a_postgres_bound_is_the_count_in_the_cursor_snapshot(postgres_url: str)
         assert sum(1 for _ in source.rows()) == 251
     finally:
         source.close()
+
+
+# -- SendGrid's answers to bodies sent while reading ----------------------------------------
+@pytest.mark.parametrize("early_upload", [True, False])
+async def test_rows_rejected_in_early_bodies_are_named_and_sent_again(
+    people: Path,
+    emu: Emulator,
+    admin: AdminClient,
+    list_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    early_upload: bool,
+) -> None:
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
+    seen = spy_early(monkeypatch)
+    admin.add_fault("upsert", "reject_rows", every=100)
+    spec = make_spec([list_id], [file_segment("all", people)], fieldMapping={"email": "email"})
+    settings = replace(FAST, max_contacts_per_upsert=1_000, early_upload=early_upload)
+    state = MemoryStateStore()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert (seen[-1] is not None and seen[-1].bodies > 0) == early_upload
+    assert report.result == "Succeeded", report.message
+    c = report.counts
+    assert c.rejected > 0 and c.created + c.rejected == N
+    assert report.rejected_samples and all(
+        s.row.startswith("all:people.parquet:") for s in report.rejected_samples
+    )  # the spool, finished by then, names each rejected row
+    admin.clear_faults()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert (report.counts.sent, report.counts.created) == (c.rejected, c.rejected)
+    assert len(admin.members(list_id)) == N
+
+
+async def test_sendgrid_failing_during_the_read_stops_the_early_bodies(
+    people: Path,
+    emu: Emulator,
+    admin: AdminClient,
+    list_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
+    seen = spy_early(monkeypatch)
+    admin.add_fault("upsert", "503", count=1_000)
+    spec = make_spec([list_id], [file_segment("all", people)], fieldMapping={"email": "email"})
+    settings = replace(FAST, max_contacts_per_upsert=1_000)
+    state = MemoryStateStore()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert (report.result, report.reason) == ("Failed", "SendGridUnreachable"), report.message
+    early_bodies = seen[-1]
+    # at most the first upload_concurrency bodies: none is handed over once one failed
+    assert early_bodies is not None and 0 < early_bodies.bodies <= settings.upload_concurrency
+    assert report.counts.sent == report.counts.created == 0
+    assert admin.members(list_id) == set()
+    admin.clear_faults()
+    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    assert report.result == "Succeeded" and len(admin.members(list_id)) == N

@@ -138,9 +138,9 @@ class Uploader:
                 await self._slots.acquire()
                 await self._upload(data, positions)
             finally:
+                if self.outcome.error is not None:
+                    self._early_closed = True  # before the first pass may submit again
                 outstanding.release()
-            if self.outcome.error is not None:
-                self._early_closed = True
 
         self._early.append(asyncio.create_task(upload()))
 
