@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sendgrid_operator.engine import bodies
 from sendgrid_operator.engine.batching import BodyBuilder, lower_bound, overhead
-from sendgrid_operator.engine.reading import Spool
+from sendgrid_operator.engine.spool import Spool
 
 LISTS = ["0d3f9c1e-aaaa-bbbb-cccc-000000000001"]
 

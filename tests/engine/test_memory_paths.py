@@ -17,14 +17,16 @@ from hypothesis import strategies as st
 
 from sendgrid_operator.api.report import SegmentCounts
 from sendgrid_operator.engine import buckets, incremental, reading
+from sendgrid_operator.engine import spool as spool_module
 from sendgrid_operator.engine.batching import BodyBuilder
+from sendgrid_operator.engine.spool import Spool
 from sendgrid_operator.engine.state import ExportState, StateError
 from sendgrid_operator.sendgrid import SendGridClient
 from sendgrid_operator.sendgrid import client as client_module
 
 
 def _prepared(tmp_path: Path, keys: list[int], content: list[int]) -> reading.Prepared:
-    spool = reading.Spool(tmp_path)
+    spool = Spool(tmp_path)
     prepared = reading.Prepared([SegmentCounts(name="a"), SegmentCounts(name="b")], [], spool)
     for i, (k, c) in enumerate(zip(keys, content, strict=True)):
         if i in (0, len(keys) // 2):
@@ -123,9 +125,9 @@ def test_bucketed_dedup_diff_and_state_follow_the_rules(
 def test_spool_random_access_from_sparse_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stride: int
 ) -> None:
-    monkeypatch.setattr(reading, "_STRIDE", stride)
+    monkeypatch.setattr(spool_module, "_STRIDE", stride)
     rng = random.Random(stride)
-    spool = reading.Spool(tmp_path)
+    spool = Spool(tmp_path)
     records: list[tuple[int, int, bytes]] = []
     segment, row = -1, 0
     for i in range(500):
@@ -160,7 +162,7 @@ def test_spool_random_access_from_sparse_offsets(
 
 
 def test_spool_extend_keeps_row_runs(tmp_path: Path) -> None:
-    spool = reading.Spool(tmp_path)
+    spool = Spool(tmp_path)
     spool.begin_segment()
     spool.extend(1, [b"a", b"bb"], [1, 2])
     spool.append(3, b"c")  # continues the run

@@ -2,7 +2,7 @@
 
 Why: building each body contact by contact (read a record, check that it fits, write it)
 cost a full run more CPU time than reading the source did. The spool holds every contact's
-JSON followed by a comma (:class:`.reading.Spool`), so contacts that are next to each other
+JSON followed by a comma (:class:`.spool.Spool`), so contacts that are next to each other
 in the spool are already next to each other in a body: a run of them is one slice of the
 file. :func:`cut_bodies` finds the bodies the greedy rule gives (:func:`.batching.pack`:
 fill a body until the next contact would break a ceiling) for the contacts the send mask
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
-from sendgrid_operator.engine.reading import Spool, mask_array
+from sendgrid_operator.engine.spool import Spool, mask_array
 
 #: At most this many records, and this many bytes of the spool, are looked at at once.
 WINDOW_RECORDS = 1 << 14

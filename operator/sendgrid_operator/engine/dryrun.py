@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_operator.engine.plan import EngineSettings
-from sendgrid_operator.engine.reading import Prepared, mask_array
+from sendgrid_operator.engine.reading import Prepared
+from sendgrid_operator.engine.spool import mask_array
 from sendgrid_operator.engine.state import ExportState
 from sendgrid_operator.sendgrid import SendGridClient
 

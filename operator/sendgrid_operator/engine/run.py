@@ -51,7 +51,8 @@ from sendgrid_operator.engine.outcomes import (
 )
 from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
 from sendgrid_operator.engine.progress import ProgressReporter
-from sendgrid_operator.engine.reading import Prepared, mask_array, read_segments
+from sendgrid_operator.engine.reading import Prepared, read_segments
+from sendgrid_operator.engine.spool import mask_array
 from sendgrid_operator.engine.state import ExportState, StateStore, load_state
 from sendgrid_operator.engine.upload import Uploader
 from sendgrid_operator.sendgrid import (
