@@ -71,11 +71,10 @@ class EarlyBodies:
         self._mask = 0
         self._next = 0  # the first spool index not yet decided
         self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
-        self._body = bytearray()
+        self._body = bytearray(self._prefix)  # the body being filled, and its contacts
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
-        self._reset()
         self._stopped = False
 
     @property
@@ -158,6 +157,8 @@ class EarlyBodies:
             m = stop - k
             if ends[-1] + m > budget:
                 m = bisect_right(range(m), budget, key=lambda i: ends[i] + i + 1)
+            if not m and not count:
+                raise ValueError(f"a contact of {sizes[k]} bytes cannot fit in a body")
             if m:
                 grown = size + ends[m - 1] + m - (0 if count else 1)
                 self._add(pieces[k : k + m], count + m, grown)
