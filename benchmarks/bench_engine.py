@@ -257,9 +257,10 @@ async def _baseline(manifest: str, url: str, sequential: bool = False) -> dict[s
     engine must keep, since a run may be refused until its last row is read), to tell
     that cost apart from the engine's own."""
     import httpx
-    import orjson
     import pyarrow.parquet as pq
     import yaml
+
+    from benchmarks.limit import contact_json
 
     docs = list(yaml.safe_load_all(Path(manifest).read_text()))
     spec = next(d for d in docs if d["kind"] == "SegmentExport")["spec"]
@@ -294,14 +295,7 @@ async def _baseline(manifest: str, url: str, sequential: bool = False) -> dict[s
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
             for row in batch.to_pylist():
-                piece = orjson.dumps(
-                    {
-                        "email": row["email"].strip().lower(),
-                        "first_name": row["first_name"],
-                        "last_name": row["last_name"],
-                        "city": row["city"],
-                    }
-                )
+                piece = contact_json(row)
                 if not builder.fits(piece):
                     await flush()
                 builder.add(piece)

@@ -26,10 +26,24 @@ _LENGTH = struct.Struct("<I")
 KEY = "SG.test-emulator-key"
 
 
+def contact_json(row: dict[str, Any]) -> bytes:
+    """A benchmark row as the contact the engine sends for it (the mapping of
+    ``bench_engine``'s manifest: lower-cased email, first and last name, city)."""
+    import orjson
+
+    return orjson.dumps(
+        {
+            "email": row["email"].strip().lower(),
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "city": row["city"],
+        }
+    )
+
+
 def prepare_bodies(parquet: Path, list_id: str, out: Path) -> int:
     """Write the greedy bodies of the file's contacts (lower-cased emails, the mapped
     fields; the engine's bodies for this data) to ``out``, length-prefixed."""
-    import orjson
     import pyarrow.parquet as pq
 
     from sendgrid_operator.engine.batching import BodyBuilder
@@ -48,14 +62,7 @@ def prepare_bodies(parquet: Path, list_id: str, out: Path) -> int:
 
         for batch in pq.ParquetFile(parquet).iter_batches(batch_size=16_384):
             for row in batch.to_pylist():
-                piece = orjson.dumps(
-                    {
-                        "email": row["email"].strip().lower(),
-                        "first_name": row["first_name"],
-                        "last_name": row["last_name"],
-                        "city": row["city"],
-                    }
-                )
+                piece = contact_json(row)
                 if not builder.fits(piece):
                     flush()
                 builder.add(piece)

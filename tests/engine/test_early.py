@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import FAST, DictResolver, file_segment, make_plan, make_spec
 from sendgrid_operator.api.export import SegmentSource
+from sendgrid_operator.api.report import RunReport
 from sendgrid_operator.emulator import AdminClient, Emulator
 from sendgrid_operator.engine import MemoryStateStore, early, keyhash, run_export, sources
 from sendgrid_operator.engine import run as run_module
@@ -141,11 +142,44 @@ def test_early_bodies_hold_first_occurrences_and_change_nothing(
 N = 6_000
 
 
+@dataclass
+class People:
+    """An emulator list and ``people.parquet``: N profiles, then 858 duplicates of them."""
+
+    emu: Emulator
+    admin: AdminClient
+    list_id: str
+    path: Path
+
+    async def export(
+        self,
+        state: MemoryStateStore | None = None,
+        *,
+        dry_run: bool = False,
+        early_upload: bool = True,
+        **spec: Any,
+    ) -> RunReport:
+        """One run into the list, bodies of 1,000 contacts."""
+        spec.setdefault("fieldMapping", {"email": "email", "firstName": "first"})
+        segments = [file_segment("all", self.path)]
+        plan = make_plan(self.emu, make_spec([self.list_id], segments, **spec))
+        settings = replace(FAST, max_contacts_per_upsert=1_000, early_upload=early_upload)
+        return await run_export(
+            plan,
+            state=MemoryStateStore() if state is None else state,
+            settings=settings,
+            dry_run=dry_run,
+        )
+
+    def upserted(self) -> bool:
+        return any(r.endpoint == "upsert" for r in self.admin.request_log())
+
+
 @pytest.fixture
-def people(tmp_path: Path) -> Path:
+def people(tmp_path: Path, emu: Emulator, admin: AdminClient, list_id: str) -> People:
     rows = [(f"user{i}@example.com", f"First{i}") for i in range(N)]
     rows += [(f"USER{i}@example.com", "Later") for i in range(0, N, 7)]  # duplicates at the end
-    return write_parquet(tmp_path / "people.parquet", rows)
+    return People(emu, admin, list_id, write_parquet(tmp_path / "people.parquet", rows))
 
 
 def pause_reading(monkeypatch: pytest.MonkeyPatch, at_batch: int, then: Callable[[], None]) -> None:
@@ -163,81 +197,9 @@ def pause_reading(monkeypatch: pytest.MonkeyPatch, at_batch: int, then: Callable
     monkeypatch.setattr(sources.ParquetSource, "batches", batches)
 
 
-def upserted(admin: AdminClient) -> bool:
-    return any(r.endpoint == "upsert" for r in admin.request_log())
-
-
-@pytest.mark.parametrize("early_upload", [True, False])
-async def test_bodies_go_out_while_the_source_is_still_read(
-    people: Path,
-    emu: Emulator,
-    admin: AdminClient,
-    list_id: str,
-    monkeypatch: pytest.MonkeyPatch,
-    early_upload: bool,
-) -> None:
-    seen: list[bool] = []
-    # after 4,000 of 6,858 rows, bodies of 1,000 contacts have filled up
-    pause_reading(
-        monkeypatch,
-        8,
-        lambda: seen.append(wait_for(lambda: upserted(admin), 10.0 if early_upload else 1.0)),
-    )
-    spec = make_spec(
-        [list_id],
-        [file_segment("all", people)],
-        fieldMapping={"email": "email", "firstName": "first"},
-    )
-    settings = replace(FAST, max_contacts_per_upsert=1_000, early_upload=early_upload)
-    report = await run_export(make_plan(emu, spec), state=MemoryStateStore(), settings=settings)
-    assert seen == [early_upload]
-    assert report.result == "Succeeded", report.message
-    c = report.counts
-    assert (c.profiles, c.duplicates, c.sent, c.created) == (N, 858, N, N)
-    assert c.upsert_requests == c.minimum_upsert_requests == 6
-    assert len(admin.members(list_id)) == N
-    later = admin.contact("user700@example.com")
-    assert later is not None and later["first_name"] == "First700"  # the first occurrence
-
-
-async def test_a_source_failing_after_bodies_went_out(
-    people: Path,
-    emu: Emulator,
-    admin: AdminClient,
-    list_id: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def fail() -> None:
-        assert wait_for(lambda: upserted(admin), 10.0)
-        raise SourceError("people.parquet: the volume went away")
-
-    pause_reading(monkeypatch, 8, fail)
-    spec = make_spec(
-        [list_id],
-        [file_segment("all", people)],
-        fieldMapping={"email": "email", "firstName": "first"},
-    )
-    settings = replace(FAST, max_contacts_per_upsert=1_000)
-    state = MemoryStateStore()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
-    assert (report.reason, report.result) == (Reason.SOURCE_ERROR, "Failed")  # not refused
-    assert "the volume went away" in report.message and "sent while reading" in report.message
-    c = report.counts
-    assert c.sent > 0 and c.sent % 1_000 == 0 and c.created == c.sent
-    assert c.upsert_requests == len(report.sendgrid_job_ids) == c.sent // 1_000
-    members = admin.members(list_id)
-    assert len(members) == c.sent
-    assert members <= {f"user{i}@example.com" for i in range(4_000)}  # read before the failure
-    assert state.data is None  # not advanced: the next run sends everything again
-    monkeypatch.undo()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
-    assert report.result == "Succeeded", report.message
-    assert (report.counts.sent, report.counts.updated) == (N, c.sent)
-    assert len(admin.members(list_id)) == N
-
-
 def spy_early(monkeypatch: pytest.MonkeyPatch) -> list[EarlyBodies | None]:
-    """What each run handed the first pass as ``early``."""
+    """What each run handed the first pass as ``early`` (Parquet batches of 500 rows)."""
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
     seen: list[EarlyBodies | None] = []
     real = run_module.read_segments
 
@@ -249,25 +211,61 @@ def spy_early(monkeypatch: pytest.MonkeyPatch) -> list[EarlyBodies | None]:
     return seen
 
 
+@pytest.mark.parametrize("early_upload", [True, False])
+async def test_bodies_go_out_while_the_source_is_still_read(
+    people: People, monkeypatch: pytest.MonkeyPatch, early_upload: bool
+) -> None:
+    seen: list[bool] = []
+    # after 4,000 of 6,858 rows, bodies of 1,000 contacts have filled up
+    wait = 10.0 if early_upload else 1.0
+    pause_reading(monkeypatch, 8, lambda: seen.append(wait_for(people.upserted, wait)))
+    report = await people.export(early_upload=early_upload)
+    assert seen == [early_upload]
+    assert report.result == "Succeeded", report.message
+    c = report.counts
+    assert (c.profiles, c.duplicates, c.sent, c.created) == (N, 858, N, N)
+    assert c.upsert_requests == c.minimum_upsert_requests == 6
+    assert len(people.admin.members(people.list_id)) == N
+    later = people.admin.contact("user700@example.com")
+    assert later is not None and later["first_name"] == "First700"  # the first occurrence
+
+
+async def test_a_source_failing_after_bodies_went_out(
+    people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail() -> None:
+        assert wait_for(people.upserted, 10.0)
+        raise SourceError("people.parquet: the volume went away")
+
+    pause_reading(monkeypatch, 8, fail)
+    state = MemoryStateStore()
+    report = await people.export(state)
+    assert (report.reason, report.result) == (Reason.SOURCE_ERROR, "Failed")  # not refused
+    assert "the volume went away" in report.message and "sent while reading" in report.message
+    c = report.counts
+    assert c.sent > 0 and c.sent % 1_000 == 0 and c.created == c.sent
+    assert c.upsert_requests == len(report.sendgrid_job_ids) == c.sent // 1_000
+    members = people.admin.members(people.list_id)
+    assert len(members) == c.sent
+    assert members <= {f"user{i}@example.com" for i in range(4_000)}  # read before the failure
+    assert state.data is None  # not advanced: the next run sends everything again
+    monkeypatch.undo()
+    report = await people.export(state)
+    assert report.result == "Succeeded", report.message
+    assert (report.counts.sent, report.counts.updated) == (N, c.sent)
+    assert len(people.admin.members(people.list_id)) == N
+
+
 async def test_nothing_goes_out_early_while_a_guard_could_still_refuse(
-    people: Path,
-    emu: Emulator,
-    admin: AdminClient,
-    list_id: str,
-    monkeypatch: pytest.MonkeyPatch,
+    people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = spy_early(monkeypatch)
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)  # the fast path, batch by batch
-    settings = replace(FAST, max_contacts_per_upsert=1_000)
-    segments = [file_segment("all", people)]
 
     async def run(state: MemoryStateStore, **spec: Any) -> None:
-        plan = make_plan(emu, make_spec([list_id], segments, **spec))
-        dry_run = spec.pop("dryRun", False)
-        report = await run_export(plan, state=state, settings=settings, dry_run=dry_run)
+        report = await people.export(state, **spec)
         assert report.result == "Succeeded", report.message
 
-    await run(MemoryStateStore(), dryRun=True)
+    await run(MemoryStateStore(), dry_run=True)
     assert seen[-1] is None
     await run(MemoryStateStore(), mode="mirror")
     assert seen[-1] is None  # mirror reads membership after the pass
@@ -347,20 +345,12 @@ def test_a_postgres_bound_is_the_count_in_the_cursor_snapshot(postgres_url: str)
 # -- SendGrid's answers to bodies sent while reading ----------------------------------------
 @pytest.mark.parametrize("early_upload", [True, False])
 async def test_rows_rejected_in_early_bodies_are_named_and_sent_again(
-    people: Path,
-    emu: Emulator,
-    admin: AdminClient,
-    list_id: str,
-    monkeypatch: pytest.MonkeyPatch,
-    early_upload: bool,
+    people: People, monkeypatch: pytest.MonkeyPatch, early_upload: bool
 ) -> None:
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
     seen = spy_early(monkeypatch)
-    admin.add_fault("upsert", "reject_rows", every=100)
-    spec = make_spec([list_id], [file_segment("all", people)], fieldMapping={"email": "email"})
-    settings = replace(FAST, max_contacts_per_upsert=1_000, early_upload=early_upload)
+    people.admin.add_fault("upsert", "reject_rows", every=100)
     state = MemoryStateStore()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    report = await people.export(state, early_upload=early_upload)
     assert (seen[-1] is not None and seen[-1].bodies > 0) == early_upload
     assert report.result == "Succeeded", report.message
     c = report.counts
@@ -368,32 +358,25 @@ async def test_rows_rejected_in_early_bodies_are_named_and_sent_again(
     assert report.rejected_samples and all(
         s.row.startswith("all:people.parquet:") for s in report.rejected_samples
     )  # the spool, finished by then, names each rejected row
-    admin.clear_faults()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    people.admin.clear_faults()
+    report = await people.export(state, early_upload=early_upload)
     assert (report.counts.sent, report.counts.created) == (c.rejected, c.rejected)
-    assert len(admin.members(list_id)) == N
+    assert len(people.admin.members(people.list_id)) == N
 
 
 async def test_sendgrid_failing_during_the_read_stops_the_early_bodies(
-    people: Path,
-    emu: Emulator,
-    admin: AdminClient,
-    list_id: str,
-    monkeypatch: pytest.MonkeyPatch,
+    people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 500)
     seen = spy_early(monkeypatch)
-    admin.add_fault("upsert", "503", count=1_000)
-    spec = make_spec([list_id], [file_segment("all", people)], fieldMapping={"email": "email"})
-    settings = replace(FAST, max_contacts_per_upsert=1_000)
+    people.admin.add_fault("upsert", "503", count=1_000)
     state = MemoryStateStore()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
+    report = await people.export(state)
     assert (report.result, report.reason) == ("Failed", "SendGridUnreachable"), report.message
     early_bodies = seen[-1]
     # at most the first upload_concurrency bodies: none is handed over once one failed
-    assert early_bodies is not None and 0 < early_bodies.bodies <= settings.upload_concurrency
+    assert early_bodies is not None and 0 < early_bodies.bodies <= FAST.upload_concurrency
     assert report.counts.sent == report.counts.created == 0
-    assert admin.members(list_id) == set()
-    admin.clear_faults()
-    report = await run_export(make_plan(emu, spec), state=state, settings=settings)
-    assert report.result == "Succeeded" and len(admin.members(list_id)) == N
+    assert people.admin.members(people.list_id) == set()
+    people.admin.clear_faults()
+    report = await people.export(state)
+    assert report.result == "Succeeded" and len(people.admin.members(people.list_id)) == N
