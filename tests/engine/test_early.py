@@ -281,16 +281,17 @@ async def test_nothing_goes_out_early_while_a_guard_could_still_refuse(
 
 # -- row bounds ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "text",
+    ("text", "bounded"),
     [
-        "email\na@x.io\nb@x.io\n",
-        "email\r\na@x.io\r\nb@x.io",
-        "email\ra@x.io\rb@x.io\r",  # old Mac line ends: no \n at all
-        'email,note\na@x.io,"two\nlines"\n\nb@x.io,x\n',
-        "email",
+        ("email\na@x.io\nb@x.io\n", True),
+        ("email\r\na@x.io\r\nb@x.io", True),
+        ("email\ra@x.io\rb@x.io\r", True),  # old Mac line ends: no \n at all
+        ("email", False),  # nothing after the header: the csv module reads it
+        # read by the csv module (a value over two lines, a blank line): no bound
+        ('email,note\na@x.io,"two\nlines"\n\nb@x.io,x\n', False),
     ],
 )
-def test_a_csv_bound_is_never_below_its_rows(tmp_path: Path, text: str) -> None:
+def test_a_csv_bound_is_never_below_its_rows(tmp_path: Path, text: str, bounded: bool) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(text.encode())
     source = build_source(
@@ -299,10 +300,31 @@ def test_a_csv_bound_is_never_below_its_rows(tmp_path: Path, text: str) -> None:
     source.open(["email"])
     try:
         bound = source.row_bound()  # type: ignore[attr-defined]
-        rows = sum(1 for _ in source.rows())
+        rows = sum(batch.length for batch in source.batches())  # type: ignore[attr-defined]
     finally:
         source.close()
-    assert rows <= bound <= text.count("\r") + text.count("\n")
+    assert rows == text.count("@")
+    if bounded:
+        assert bound is not None and rows <= bound <= text.count("\r") + text.count("\n")
+    else:
+        assert bound is None
+
+
+async def test_a_csv_the_csv_module_refuses_late_is_refused_before_any_write(
+    tmp_path: Path, emu: Emulator, admin: AdminClient, list_id: str
+) -> None:
+    """Arrow's whole-file check fails (a value over the csv module's field limit), so the
+    csv module reads the file and stops at that line: nothing may have been sent."""
+    lines = ["email,note", *(f"u{i}@example.com,x" for i in range(3_000))]
+    lines[2_500] = "late@example.com," + "y" * 200_000
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n")
+    spec = make_spec([list_id], [file_segment("all", path)])
+    settings = replace(FAST, max_contacts_per_upsert=500)
+    report = await run_export(make_plan(emu, spec), state=MemoryStateStore(), settings=settings)
+    assert (report.result, report.reason) == ("Refused", Reason.SOURCE_ERROR), report.message
+    assert "late.csv:2501" in report.message
+    assert not [r for r in admin.request_log() if r.endpoint == "upsert"]
 
 
 @pytest.mark.postgres
@@ -380,3 +402,33 @@ async def test_sendgrid_failing_during_the_read_stops_the_early_bodies(
     people.admin.clear_faults()
     report = await people.export(state)
     assert report.result == "Succeeded" and len(people.admin.members(people.list_id)) == N
+
+
+@pytest.mark.postgres
+async def test_a_query_failing_late_is_refused_before_any_write(
+    postgres_url: str, emu: Emulator, admin: AdminClient, list_id: str
+) -> None:
+    """The bound's count computes every column, so it meets the division by zero that
+    reading would meet at row 2,500 and the run sends nothing early."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS late")
+        conn.execute("CREATE TABLE late (id int, email text)")
+        conn.execute(
+            "INSERT INTO late SELECT g, 'u' || g || '@x.io' FROM generate_series(1, 3000) g"
+        )
+    source = {
+        "sql": {
+            "query": "SELECT email, 1 / (2500 - id) AS x FROM late",  # no sort: rows stream
+            "databaseURLSecretRef": {"name": "db", "key": "url"},
+            "fetchSize": 100,
+        }
+    }
+    spec = make_spec([list_id], [{"name": "all", "source": source}])
+    resolver = DictResolver(secrets={("db", "url"): postgres_url})
+    settings = replace(FAST, max_contacts_per_upsert=500)
+    report = await run_export(
+        make_plan(emu, spec, resolver), state=MemoryStateStore(), settings=settings
+    )
+    assert (report.result, report.reason) == ("Refused", Reason.SOURCE_ERROR), report.message
+    assert "division by zero" in report.message
+    assert not [r for r in admin.request_log() if r.endpoint == "upsert"]

@@ -224,14 +224,35 @@ class CsvSource(FileSourceBase):
             header[0] = header[0][1:]
         self._header = [h.strip() for h in header]
         self._columns = [c for c in dict.fromkeys(columns) if c in self._header]
+        self._arrow_checked = False
+        self._arrow_batches: Iterator[RowBatch] | None = None
         return dict.fromkeys(self._header, "string")
 
     def row_bound(self) -> int | None:
-        """Line-break bytes in the file: the header and every row but the last end with
-        one (``\\r``, ``\\n`` or both), so there are no more rows than that."""
-        if self._file is None:
+        """Line-break bytes in the file (the header and every row but the last end with
+        one: ``\\r``, ``\\n`` or both), but only for a file Arrow reads (its check has
+        parsed the whole file): the ``csv`` module could still stop at a bad line
+        half-way, and a run must not have sent anything by then."""
+        if self._file is None or self._arrow() is None:
             return None
         return _line_breaks(self._file.handle)
+
+    def _arrow(self) -> Iterator[RowBatch] | None:
+        """:mod:`.csvarrow`'s batches when its check of the whole file passes (run once:
+        it reads the file; the ``csv`` module starts again after the header if not)."""
+        from sendgrid_operator.engine import csvarrow
+
+        if not self._arrow_checked:
+            self._arrow_checked = True
+            if self._utf8 and self._reader.line_num == 1:
+                self._arrow_batches = csvarrow.plain_batches(
+                    self._handle(), self._header, self.spec.delimiter, self._columns
+                )
+                if self._arrow_batches is None:
+                    self._text.detach()
+                    self._handle().seek(0)
+                    self._start_reader()
+        return self._arrow_batches
 
     def _start_reader(self) -> list[str] | None:
         """A ``csv`` reader over the file from its start; returns the header row."""
@@ -299,19 +320,10 @@ class CsvSource(FileSourceBase):
         (None where a row has fewer fields than the header)."""
         import pyarrow as pa
 
-        from sendgrid_operator.engine import csvarrow
-
-        if self._utf8 and self._reader.line_num == 1:
-            plain = csvarrow.plain_batches(
-                self._handle(), self._header, self.spec.delimiter, self._columns
-            )
-            if plain is not None:
-                yield from plain
-                return
-            # that check read the file: the csv module reads it again after the header
-            self._text.detach()
-            self._handle().seek(0)
-            self._start_reader()
+        plain = self._arrow()
+        if plain is not None:
+            yield from plain
+            return
         header = self._header
         # dict(zip(header, values)) keeps a repeated name's last value *within the row*:
         # each column's positions, last first

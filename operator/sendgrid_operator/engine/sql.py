@@ -91,15 +91,18 @@ class PostgresSource:
 
     def row_bound(self) -> int | None:
         """The query's row count in the cursor's own snapshot (the transaction is
-        REPEATABLE READ): the server runs the query once more and sends one number.
-        None if that fails; the savepoint keeps the cursor usable then."""
+        REPEATABLE READ): the server runs the query once more and sends one number. It
+        counts whole rows, so every column is computed: a query that fails on some row
+        (a division by zero, a bad cast) fails here, before anything is sent. None if
+        the count fails; the savepoint keeps the cursor usable, and reading then meets
+        the same error and refuses the run."""
         import psycopg
 
         query = self.spec.query.strip().rstrip(";")
         try:
             with self._conn.transaction():
                 row = self._conn.execute(
-                    f"SELECT count(*) FROM (\n{query}\n) AS sgexport_rows"
+                    f"SELECT count(sgexport_rows) FROM (\n{query}\n) AS sgexport_rows"
                 ).fetchone()
         except psycopg.Error:
             return None
