@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 REJECTED_BY_SENDGRID = "rejected"
 JOB_FAILED = "job_failed"
-#: Bodies from the first pass that may wait for an upload slot (bounds their memory).
-EARLY_WAITING = 0
 _CONTACT_FIELD = re.compile(r"^contacts\[(\d+)\]")
 
 
@@ -74,7 +72,6 @@ class Uploader:
         self.settings = settings
         self.list_ids = list_ids
         self.prepared: Prepared | None = None
-        self.send = bytearray()
         self._remainder = bytearray()
         self.applied = bytearray()
         self.outcome = UploadOutcome()
@@ -102,7 +99,6 @@ class Uploader:
         """The finished spool, the mask of every contact this run sends, and of those not
         sent early (default: all of ``send``)."""
         self.prepared = prepared
-        self.send = send
         self._remainder = send if remainder is None else remainder
         if len(self.applied) < len(send):
             self.applied.extend(bytes(len(send) - len(self.applied)))
@@ -114,9 +110,9 @@ class Uploader:
         self, loop: asyncio.AbstractEventLoop
     ) -> Callable[[bytes, array[int]], bool]:
         """A function for the first pass's thread that hands this uploader a body (and
-        its contacts' spool indices). It blocks while ``upload_concurrency + 1`` bodies
+        its contacts' spool indices). It blocks while ``upload_concurrency`` bodies
         are waiting or in flight, and returns False once the uploader takes no more."""
-        outstanding = threading.Semaphore(max(1, self.settings.upload_concurrency) + EARLY_WAITING)
+        outstanding = threading.Semaphore(max(1, self.settings.upload_concurrency))
 
         def submit(data: bytes, positions: array[int]) -> bool:
             while not outstanding.acquire(timeout=0.1):
