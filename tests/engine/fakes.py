@@ -31,6 +31,7 @@ class FakeSendGrid:
         self.name_fields = name_fields
         self.pending_polls: dict[str, int] = {}  # job -> how many polls answer "pending"
         self.polls: list[tuple[float, str, str]] = []  # (monotonic time, job, status)
+        self.accepted_at: dict[str, float] = {}  # job -> monotonic time of its 202
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -62,6 +63,7 @@ class FakeSendGrid:
             self.sent.extend(c["email"] for c in contacts)
             job = f"job-{len(self.jobs)}"
             self.jobs[job] = len(contacts)
+            self.accepted_at[job] = time.monotonic()
             return httpx.Response(202, json={"job_id": job})
         if path.startswith("/v3/marketing/contacts/imports/"):
             job = path.rsplit("/", 1)[-1]

@@ -175,7 +175,12 @@ async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path:
     fake = FakeSendGrid()
     fake.pending_polls = {"job-0": 1}
     settings = replace(
-        FAST, poll_initial=1.0, poll_max=5.0, max_contacts_per_upsert=1000, upload_concurrency=1
+        FAST,
+        poll_initial=1.0,
+        poll_last=1.0,  # the last job's own short schedule is the next test's
+        poll_max=5.0,
+        max_contacts_per_upsert=1000,
+        upload_concurrency=1,
     )
     async with SendGridClient(
         "SG.test-key", "https://sg.test", transport=fake.transport()
@@ -189,3 +194,41 @@ async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path:
     (_, _, _), (later_done, _, _), (again, _, _) = fake.polls
     # without the nudge, job-0 would wait 1.5 s (its backoff) after its first poll
     assert again - later_done < 0.5
+
+
+async def test_the_newest_job_is_polled_soon_once_every_body_is_accepted(
+    tmp_path: Path,
+) -> None:
+    """With nothing left to send, the run only waits: its newest job is polled after
+    ``poll_last``, growing by 1.5x, not after ``poll_initial``; once it is seen finished
+    the older jobs are polled at once."""
+    path = tmp_path / "s.csv"
+    path.write_text("email\n" + "".join(f"n{i}@example.com\n" for i in range(3000)))
+    fake = FakeSendGrid()
+    fake.pending_polls = {"job-2": 2}
+    settings = replace(
+        FAST,
+        poll_initial=2.0,
+        poll_last=0.05,
+        poll_max=5.0,
+        max_contacts_per_upsert=1000,
+        upload_concurrency=1,
+    )
+    async with SendGridClient(
+        "SG.test-key", "https://sg.test", transport=fake.transport()
+    ) as client:
+        report = await run_export(
+            _plan(path), client=client, state=MemoryStateStore(), settings=settings
+        )
+    assert report.result == "Succeeded" and report.counts.created == 3000
+    polls = [(job, status) for _, job, status in fake.polls]
+    assert polls[:3] == [("job-2", "pending"), ("job-2", "pending"), ("job-2", "completed")]
+    assert sorted(polls[3:]) == [("job-0", "completed"), ("job-1", "completed")]
+    times = [at for at, _, _ in fake.polls]
+    accepted = fake.accepted_at["job-2"]
+    # the short schedule: about 0.05, then 0.075 and 0.1125 s apart (not 2.0 and 3.0)
+    assert 0.04 <= times[0] - accepted < 0.5
+    assert 0.06 <= times[1] - times[0] < 0.5
+    assert 0.09 <= times[2] - times[1] < 0.5
+    # the older jobs, whose own first poll was 2 s away, right after
+    assert times[4] - times[2] < 0.5

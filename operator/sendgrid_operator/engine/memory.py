@@ -60,6 +60,9 @@ def configure() -> None:
     if _state["configured"]:
         return
     _state["configured"] = True
+    # what is alive now (modules, classes, the plan) lives as long as the process: the
+    # collections at phase boundaries (release()) need not walk it every time
+    gc.freeze()
     import pyarrow as pa
 
     try:

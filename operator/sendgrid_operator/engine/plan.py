@@ -63,6 +63,10 @@ class EngineSettings:
     last one; a long job soon polls every ``poll_max`` seconds (8 polls in its first
     12.5 s, 7 in 15 s when this was 0.5)."""
     poll_max: float = 5.0
+    poll_last: float = 0.05
+    """Once every body is accepted, the run only waits for its jobs: the newest one is
+    then polled after at most this long, growing by 1.5x (a few more requests a run),
+    and the older ones at once when it is seen finished."""
     job_timeout: float = 1800.0
     """A job still pending this long after its upsert fails the run."""
     export_timeout: float = 1800.0

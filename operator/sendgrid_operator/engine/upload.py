@@ -83,7 +83,8 @@ class Uploader:
         # about in order, so it is most likely finished too)
         self._accepted = 0
         self._latest_finished = -1
-        self._finished = asyncio.Event()
+        self._last_job = -1  # the newest job, once every body is accepted
+        self._news = asyncio.Event()  # replaced each time it is set
         self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
         self._spool_ready = asyncio.Event()  # set by attach() (or drain(): no spool)
         self._spool_handle: IO[bytes] | None = None
@@ -146,6 +147,7 @@ class Uploader:
         self._early_closed = True
         self._spool_ready.set()
         await asyncio.gather(*self._early)
+        self._all_accepted()
         if self._verifiers:
             await asyncio.gather(*self._verifiers)
         return self.outcome
@@ -163,6 +165,7 @@ class Uploader:
         ``upload_concurrency`` are still being sent), ``on_uploaded`` once all are sent."""
         try:
             await self._produce(on_cut)
+            self._all_accepted()
             if on_uploaded is not None:
                 on_uploaded()
             if self._verifiers:
@@ -297,27 +300,45 @@ class Uploader:
 
     # -- verifying jobs ------------------------------------------------------------------
     async def _pause(self, delay: float, number: int) -> None:
-        """Sleep ``delay`` seconds, or less if a job accepted after job ``number`` is
-        seen finished meanwhile."""
+        """Sleep ``delay`` seconds, or less: not past the moment a job accepted after job
+        ``number`` is seen finished, nor more than ``poll_last`` after this job becomes
+        the newest one left to wait for."""
         deadline = time.monotonic() + delay
+        was_last = number == self._last_job
         while (remaining := deadline - time.monotonic()) > 0:
-            finished = self._finished
+            news = self._news
             try:
-                await asyncio.wait_for(finished.wait(), remaining)
+                await asyncio.wait_for(news.wait(), remaining)
             except TimeoutError:
                 return
             if self._latest_finished > number:
                 return
+            if not was_last and number == self._last_job:
+                was_last = True
+                deadline = min(deadline, time.monotonic() + self.settings.poll_last)
+
+    def _tell(self) -> None:
+        """Wake every job's pause to look at what changed."""
+        news, self._news = self._news, asyncio.Event()
+        news.set()
 
     def _seen_finished(self, number: int) -> None:
         self._latest_finished = max(self._latest_finished, number)
-        finished, self._finished = self._finished, asyncio.Event()
-        finished.set()
+        self._tell()
+
+    def _all_accepted(self) -> None:
+        """Nothing is left to send: from now on the run only waits for its jobs, so its
+        newest job is polled on the short ``poll_last`` schedule (SendGrid applies an
+        account's jobs about in order; when it is seen finished, the older ones are
+        polled at once)."""
+        self._last_job = self._accepted - 1
+        self._tell()
 
     async def _verify(self, job_id: str, positions: array[int], number: int = 0) -> None:
         s = self.settings
         deadline = time.monotonic() + s.job_timeout
-        delay = s.poll_initial
+        delay = s.poll_last if number == self._last_job else s.poll_initial
+        short = s.poll_last  # the last-job schedule's current step
         try:
             while True:
                 await self._pause(delay, number)
@@ -329,6 +350,9 @@ class Uploader:
                     self.outcome.timed_out_jobs.append(job_id)
                     return
                 delay = min(s.poll_max, delay * 1.5)
+                if number == self._last_job:
+                    short = min(s.poll_max, short * 1.5)
+                    delay = min(delay, short)
             await self._account(status, positions)
         except SendGridError as exc:
             if self.outcome.error is None:
