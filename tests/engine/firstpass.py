@@ -64,7 +64,7 @@ def first_pass(
         for target, value in (patches or {}).items():
             mp.setattr(target, value)
         if not batches:
-            source = sources.FILE_FORMATS[sources.file_format(file)]
+            source = sources.file_source_factory(file)
             mp.delattr(source, "batches")
         try:
             prepared = read_segments(

@@ -25,7 +25,7 @@ from sendgrid_operator.api.export import (
     FileFormat,
     FileSource,
 )
-from sendgrid_operator.engine import csvarrow, reading, sources
+from sendgrid_operator.engine import csvarrow, csvsource, reading
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping, convert_row
 from sendgrid_operator.engine.outcomes import SourceError
 
@@ -121,17 +121,17 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str, str]:
     return data, delimiter, spec_encoding
 
 
-def _source(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> sources.CsvSource:
+def _source(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> csvsource.CsvSource:
     spec = FileSource(path=str(path), format=FileFormat.CSV, delimiter=delimiter, encoding=encoding)
-    return sources.CsvSource(spec, None)  # type: ignore[arg-type]  # a path needs no resolver
+    return csvsource.CsvSource(spec, None)  # type: ignore[arg-type]  # a path needs no resolver
 
 
 @contextmanager
 def _batch_sizes(size: int, minimum: int) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sources, "CSV_BATCH_ROWS", size)
+        mp.setattr(csvsource, "CSV_BATCH_ROWS", size)
         mp.setattr(csvarrow, "BATCH_ROWS", size)
-        mp.setattr(sources, "CSV_MIN_ARROW_ROWS", minimum)
+        mp.setattr(csvsource, "CSV_MIN_ARROW_ROWS", minimum)
         mp.setattr(reading, "TICK_ROWS", 5)
         yield
 
