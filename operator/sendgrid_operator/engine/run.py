@@ -241,7 +241,9 @@ class _Run:
         if early is not None and early.bodies:
             remainder = _without(send, early.streamed)
         uploader.attach(prepared, send, remainder)
-        await self._upload_and_verify(prepared, state, send, memberships, uploader)
+        await self._upload_and_verify(
+            prepared, state, send, memberships, uploader, mostly_sent=remainder is not None
+        )
 
     def _early(self, uploader: Uploader, state: ExportState) -> EarlyBodies | None:
         """Bodies sent during the first pass, if this run can allow them (:mod:`.early`):
@@ -405,6 +407,7 @@ class _Run:
         send: bytearray,
         memberships: list[mirror.Membership],
         uploader: Uploader,
+        mostly_sent: bool = False,
     ) -> None:
         reporter = self.reporter
         reporter.to_send = self.counts.sent
@@ -412,8 +415,10 @@ class _Run:
         foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
         # The state this run leaves if SendGrid applies every contact and mirror removes
         # nothing, built while SendGrid applies the last bodies (the engine is mostly
-        # waiting then; not earlier, so its memory and the bodies' do not add up); used
-        # only if that is what happened, and saved only once the jobs are verified.
+        # waiting then; not earlier, so its memory and the bodies' do not add up), or at
+        # once if bodies went out while reading (``mostly_sent``: only the few that had
+        # to wait for the exact de-duplication are left); used only if that is what
+        # happened, and saved only once the jobs are verified.
         speculated: asyncio.Future[bytes] | None = None
 
         def speculate() -> None:
@@ -434,8 +439,11 @@ class _Run:
                     )
                 )
 
+        if mostly_sent:
+            speculate()
         out = await uploader.run(
-            on_uploaded=lambda: reporter.phase(Phase.VERIFYING), on_cut=speculate
+            on_uploaded=lambda: reporter.phase(Phase.VERIFYING),
+            on_cut=None if mostly_sent else speculate,
         )
         prepared.spool.lengths = array("I")  # the spool is not read again
         memory.release()
