@@ -1,10 +1,9 @@
-"""The send pass: upload the contacts to send, and verify every job to its end.
+"""The send pass: upload the contacts to send, each job followed to its end by :mod:`.jobs`.
 
-Why its own module: this is where SendGrid's asynchrony is handled. A 202 means only
-"queued" (facts §2), so each upsert's job is polled until it leaves ``pending``; counts
-come from the job's results and rejected rows from its ``errors_url``. Uploads overlap
-with verification: at most ``upload_concurrency`` upserts are in flight while earlier jobs
-are being applied and polled.
+Why its own module: bodies come from two places (the first pass's thread while it still
+reads, :mod:`.early`, and the spool once it is complete, :mod:`.bodies`) and go out
+through one bound: at most ``upload_concurrency`` upserts exist at once, while earlier
+jobs are being applied and polled.
 
 A body SendGrid refuses as a whole (400) is split to isolate the bad rows: rows named by
 the error's ``field`` (``contacts[3].email``) are dropped directly, otherwise the batch is
@@ -15,43 +14,20 @@ itself (``list_ids``) fails the run instead.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import re
 import threading
-import time
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import IO
 
-from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
 from sendgrid_operator.engine.batching import BodyBuilder
 from sendgrid_operator.engine.bodies import cut_bodies
+from sendgrid_operator.engine.jobs import REJECTED_BY_SENDGRID, JobWatch, UploadOutcome
 from sendgrid_operator.engine.plan import EngineSettings
 from sendgrid_operator.engine.reading import Prepared
-from sendgrid_operator.sendgrid import ImportStatus, RequestRejected, SendGridClient, SendGridError
+from sendgrid_operator.sendgrid import RequestRejected, SendGridClient, SendGridError
 
-log = logging.getLogger(__name__)
-
-REJECTED_BY_SENDGRID = "rejected"
-JOB_FAILED = "job_failed"
 _CONTACT_FIELD = re.compile(r"^contacts\[(\d+)\]")
-
-
-@dataclass
-class UploadOutcome:
-    sent: int = 0
-    created: int = 0
-    updated: int = 0
-    rejected: int = 0
-    upsert_requests: int = 0
-    job_ids: list[str] = field(default_factory=list)
-    failed_jobs: list[str] = field(default_factory=list)
-    timed_out_jobs: list[str] = field(default_factory=list)
-    samples: list[RejectedRow] = field(default_factory=list)
-    error: SendGridError | None = None
-    failure_message: str | None = None
 
 
 class Uploader:
@@ -76,15 +52,9 @@ class Uploader:
         self.applied = bytearray()
         self.outcome = UploadOutcome()
         self._on_progress = on_progress
-        self._applied_count = 0
-        self._verifiers: list[asyncio.Task[None]] = []
-        # jobs are numbered as SendGrid accepts them; a job waiting for its next poll is
-        # woken when a later one is seen finished (SendGrid applies an account's jobs
-        # about in order, so it is most likely finished too)
-        self._accepted = 0
-        self._latest_finished = -1
-        self._last_job = -1  # the newest job, once every body is accepted
-        self._news = asyncio.Event()  # replaced each time it is set
+        self._jobs = JobWatch(
+            client, settings, self.outcome, self.applied, self._spool, self._progress
+        )
         self._slots = asyncio.Semaphore(max(1, settings.upload_concurrency))
         self._spool_ready = asyncio.Event()  # set by attach() (or drain(): no spool)
         self._spool_handle: IO[bytes] | None = None
@@ -143,18 +113,17 @@ class Uploader:
 
     async def drain(self) -> UploadOutcome:
         """The first pass failed: take no more bodies, and finish (send and verify) those
-        taken. Without a spool, rejected rows cannot be named (:meth:`_rejected_positions`)."""
+        taken. Without a spool, rejected rows cannot be named (:mod:`.jobs`)."""
         self._early_closed = True
         self._spool_ready.set()
         await asyncio.gather(*self._early)
-        self._all_accepted()
-        if self._verifiers:
-            await asyncio.gather(*self._verifiers)
+        self._jobs.all_accepted()
+        await self._jobs.wait()
         return self.outcome
 
     def _progress(self) -> None:
         if self._on_progress is not None:
-            self._on_progress(self.outcome.sent, self._applied_count)
+            self._on_progress(self.outcome.sent, self._jobs.applied_count)
 
     async def run(
         self,
@@ -165,11 +134,10 @@ class Uploader:
         ``upload_concurrency`` are still being sent), ``on_uploaded`` once all are sent."""
         try:
             await self._produce(on_cut)
-            self._all_accepted()
+            self._jobs.all_accepted()
             if on_uploaded is not None:
                 on_uploaded()
-            if self._verifiers:
-                await asyncio.gather(*self._verifiers)
+            await self._jobs.wait()
         finally:
             self._early_closed = True
             if self._spool_handle is not None:
@@ -218,12 +186,7 @@ class Uploader:
         finally:
             self._slots.release()
         for job_id, positions in accepted:
-            self.outcome.job_ids.append(job_id)
-            number = self._accepted
-            self._accepted += 1
-            self._verifiers.append(
-                asyncio.create_task(self._verify(job_id, array("I", positions), number))
-            )
+            self._jobs.follow(job_id, positions)
 
     async def _spool(self) -> tuple[Prepared, IO[bytes]] | None:
         """The finished spool and a handle on it, once there is one (None: the first pass
@@ -288,162 +251,7 @@ class Uploader:
         self.outcome.rejected += 1
         assert self.prepared is not None and self._spool_handle is not None
         segment, row, _ = self.prepared.spool.read(self._spool_handle, position)
-        self._sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, row), message)
-
-    def _sample(self, reason: str, ref: str, message: str | None) -> None:
-        samples = self.outcome.samples
-        if (
-            len(samples) < MAX_SAMPLES
-            and sum(1 for s in samples if s.reason == reason) < SAMPLES_PER_REASON
-        ):
-            samples.append(RejectedRow(reason=reason, row=ref, message=message))
-
-    # -- verifying jobs ------------------------------------------------------------------
-    async def _pause(self, delay: float, number: int) -> None:
-        """Sleep ``delay`` seconds, or less: not past the moment a job accepted after job
-        ``number`` is seen finished, nor more than ``poll_last`` after this job becomes
-        the newest one left to wait for."""
-        deadline = time.monotonic() + delay
-        was_last = number == self._last_job
-        while (remaining := deadline - time.monotonic()) > 0:
-            news = self._news
-            try:
-                await asyncio.wait_for(news.wait(), remaining)
-            except TimeoutError:
-                return
-            if self._latest_finished > number:
-                return
-            if not was_last and number == self._last_job:
-                was_last = True
-                deadline = min(deadline, time.monotonic() + self.settings.poll_last)
-
-    def _tell(self) -> None:
-        """Wake every job's pause to look at what changed."""
-        news, self._news = self._news, asyncio.Event()
-        news.set()
-
-    def _seen_finished(self, number: int) -> None:
-        self._latest_finished = max(self._latest_finished, number)
-        self._tell()
-
-    def _all_accepted(self) -> None:
-        """Nothing is left to send: from now on the run only waits for its jobs, so its
-        newest job is polled on the short ``poll_last`` schedule (SendGrid applies an
-        account's jobs about in order; when it is seen finished, the older ones are
-        polled at once)."""
-        self._last_job = self._accepted - 1
-        self._tell()
-
-    async def _verify(self, job_id: str, positions: array[int], number: int = 0) -> None:
-        s = self.settings
-        deadline = time.monotonic() + s.job_timeout
-        delay = s.poll_last if number == self._last_job else s.poll_initial
-        short = s.poll_last  # the last-job schedule's current step
-        try:
-            while True:
-                await self._pause(delay, number)
-                status = await self.client.import_status(job_id)
-                if status.finished:
-                    self._seen_finished(number)
-                    break
-                if time.monotonic() >= deadline:
-                    self.outcome.timed_out_jobs.append(job_id)
-                    return
-                delay = min(s.poll_max, delay * 1.5)
-                if number == self._last_job:
-                    short = min(s.poll_max, short * 1.5)
-                    delay = min(delay, short)
-            await self._account(status, positions)
-        except SendGridError as exc:
-            if self.outcome.error is None:
-                self.outcome.error = exc
-
-    async def _account(self, status: ImportStatus, positions: array[int]) -> None:
-        out = self.outcome
-        if status.status == "failed":
-            out.failed_jobs.append(status.id)
-            message = await self._first_error(status)
-            if out.failure_message is None:
-                out.failure_message = message
-            self._sample(JOB_FAILED, f"job {status.id}", message)
-            return
-        out.created += status.created
-        out.updated += status.updated
-        out.rejected += status.errored
-        bad: set[int] = set()
-        if status.errored:
-            bad = await self._rejected_positions(status, positions)
-            if len(bad) < status.errored:
-                # SendGrid's file did not name every rejected row: record none of this job,
-                # so the next run sends it again rather than trusting unknown rows.
-                log.warning(
-                    "job %s: %d errored rows, %d identified", status.id, status.errored, len(bad)
-                )
-                bad = set(positions)
-        applied = self.applied
-        if self.prepared is None and positions:  # an early body's, before attach()
-            top = max(positions)
-            if top >= len(applied):
-                applied.extend(bytes(top + 1 - len(applied)))
-        if bad:
-            for p in positions:
-                if p not in bad:
-                    applied[p] = 1
-        else:
-            for p in positions:
-                applied[p] = 1
-        self._applied_count += len(positions) - min(len(positions), status.errored)
-        self._progress()
-
-    async def _first_error(self, status: ImportStatus) -> str:
-        if not status.errors_url:
-            return f"SendGrid job {status.id} failed"
-        try:
-            rows = await self.client.download_errors(status.errors_url)
-        except SendGridError:
-            return f"SendGrid job {status.id} failed"
-        reason = _error_text(rows[0]) if rows else ""
-        return f"SendGrid job {status.id} failed" + (f": {reason}" if reason else "")
-
-    async def _rejected_positions(self, status: ImportStatus, positions: array[int]) -> set[int]:
-        if not status.errors_url:
-            return set()
-        spooled = await self._spool()
-        if spooled is None:
-            return set()  # none named: the job's rows count as not applied
-        prepared, handle = spooled
-        rows = await self.client.download_errors(status.errors_url)
-        spool = prepared.spool
-        by_email: dict[str, int] | None = None
-        bad: set[int] = set()
-        for row in rows:
-            email = (row.get("email") or "").strip().lower()
-            found: int | None = None
-            index = row.get("row") or row.get("row_number") or row.get("index")
-            if index is not None and str(index).isdigit() and int(index) < len(positions):
-                candidate = positions[int(index)]
-                _, _, encoded = spool.read(handle, candidate)
-                if not email or json.loads(encoded).get("email") == email:
-                    found = candidate
-            if found is None and email:
-                if by_email is None:
-                    by_email = {}
-                    for p, _, _, encoded in spool.read_many(handle, positions):
-                        by_email[json.loads(encoded)["email"]] = p
-                found = by_email.get(email)
-            if found is None:
-                continue
-            bad.add(found)
-            segment, rownum, _ = spool.read(handle, found)
-            self._sample(REJECTED_BY_SENDGRID, prepared.ref(segment, rownum), _error_text(row))
-        return bad
-
-
-def _error_text(row: dict[str, str]) -> str:
-    for key in ("error", "errors", "message", "reason"):
-        if row.get(key):
-            return row[key][:300]
-    return ""
+        self.outcome.sample(REJECTED_BY_SENDGRID, self.prepared.ref(segment, row), message)
 
 
 def _about_request(exc: RequestRejected) -> bool:
