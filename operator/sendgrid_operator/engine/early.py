@@ -37,7 +37,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import accumulate, compress
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
+from sendgrid_operator.engine.spool import mask_array
 
 #: Bitmap slots per row of the bound (a power of two at least this many times larger).
 SLOTS_PER_ROW = 16
@@ -199,6 +203,15 @@ class EarlyBodies:
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
+
+    def rest(self, send: bytearray) -> bytearray:
+        """``send`` less the contacts handed over in bodies (what the upload still sends)."""
+        n = len(send)
+        streamed = self.streamed[:n]
+        if len(streamed) < n:
+            streamed += bytes(n - len(streamed))
+        rest = pc.and_not(mask_array(send), mask_array(streamed)).cast(pa.uint8())
+        return bytearray(memoryview(rest.buffers()[1])[rest.offset : rest.offset + n])
 
     def finish(self) -> None:
         """The pass is over: the partly filled body is left to the rest."""

@@ -20,12 +20,16 @@ import asyncio
 import logging
 import time
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_operator.api.export import SegmentExportSpec
+from sendgrid_operator.engine.outcomes import Reason, RunStopped
 from sendgrid_operator.engine.plan import EngineSettings
+from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.engine.state import ExportState
 from sendgrid_operator.sendgrid import NotFound, SendGridClient
 
@@ -48,6 +52,42 @@ class Membership:
     @property
     def percent(self) -> float:
         return 100.0 * len(self.candidates) / self.total if self.total else 0.0
+
+
+async def preflight(
+    client: SendGridClient,
+    settings: EngineSettings,
+    spec: SegmentExportSpec,
+    list_ids: Sequence[str],
+    prepared: Prepared,
+    state: ExportState,
+    had_state: bool,
+) -> list[Membership]:
+    """Mirror's guards, read-only and before any write: an empty segment (unless
+    ``allowEmptySegment``), then each list's membership, and ``maxRemovalPercent``."""
+    if prepared.profiles == 0 and not spec.allow_empty_segment:
+        raise RunStopped(
+            Reason.EMPTY_SEGMENT,
+            "the segments hold no valid profiles, and mode: mirror would empty the lists; "
+            "nothing was sent. If the segment is meant to be empty, set "
+            "spec.allowEmptySegment: true",
+        )
+    present = prepared.present()
+    memberships = [
+        await read_membership(client, list_id, state, had_state, present, settings)
+        for list_id in list_ids
+    ]
+    limit = spec.max_removal_percent
+    for member in memberships:
+        if member.candidates and member.percent > limit:
+            raise RunStopped(
+                Reason.TOO_MANY_REMOVALS,
+                f"mirror would remove {len(member.candidates):,} of {member.total:,} "
+                f"contacts ({member.percent:.1f}%) from list {member.list_id}, more than "
+                f"spec.maxRemovalPercent ({limit}%); nothing was sent. Check the segment's "
+                "source; if the removals are expected, raise spec.maxRemovalPercent",
+            )
+    return memberships
 
 
 async def read_membership(
@@ -182,6 +222,3 @@ async def _wait_job(client: SendGridClient, job_id: str, settings: EngineSetting
                 endpoint="list_remove",
             )
         delay = min(settings.poll_max, delay * 1.5)
-
-
-from collections.abc import Callable  # noqa: E402

@@ -7,7 +7,7 @@ The order of a run is the safety argument, so it is spelled out here once:
 3. the diff against the state (:mod:`.incremental`);
 4. mirror only: the guards and each list's membership (:mod:`.mirror`), still read-only;
 5. a dry run stops here and reports what would happen;
-6. upload and verify every job (:mod:`.upload`);
+6. upload (:mod:`.upload`) and follow every job to its end (:mod:`.jobs`);
 7. mirror only, and only if every job succeeded: remove memberships;
 8. save the new state (also after a failed run: it records only what SendGrid applied).
 
@@ -26,9 +26,6 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sendgrid_operator.api.export import Mode
 from sendgrid_operator.api.report import (
@@ -52,7 +49,6 @@ from sendgrid_operator.engine.outcomes import (
 from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
 from sendgrid_operator.engine.progress import ProgressReporter
 from sendgrid_operator.engine.reading import Prepared, read_segments
-from sendgrid_operator.engine.spool import mask_array
 from sendgrid_operator.engine.state import ExportState, StateStore, load_state
 from sendgrid_operator.engine.upload import Uploader
 from sendgrid_operator.sendgrid import (
@@ -71,15 +67,6 @@ log = logging.getLogger(__name__)
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _without(send: bytearray, streamed: bytearray) -> bytearray:
-    """``send`` less the contacts ``streamed`` marks (it may be shorter)."""
-    n = len(send)
-    if len(streamed) < n:
-        streamed = streamed + bytes(n - len(streamed))
-    rest = pc.and_not(mask_array(send), mask_array(streamed[:n])).cast(pa.uint8())
-    return bytearray(memoryview(rest.buffers()[1])[rest.offset : rest.offset + n])
 
 
 def _reason_for(exc: SendGridError) -> Reason:
@@ -233,13 +220,26 @@ class _Run:
         )
         memberships: list[mirror.Membership] = []
         if self.spec.mode == Mode.MIRROR:
-            memberships = await self._mirror_preflight(prepared, state, saved is not None)
+            memberships = await mirror.preflight(
+                self.client,
+                self.settings,
+                self.spec,
+                self.list_ids,
+                prepared,
+                state,
+                saved is not None,
+            )
+            if saved is None:
+                self.notes.append(
+                    "Mirror removed nothing this run: there is no state from an earlier run, "
+                    "so this export cannot tell which list members it added."
+                )
         if self.dry_run:
             await self._dry_run(prepared, state, send, memberships)
             return
         remainder = None
         if early is not None and early.bodies:
-            remainder = _without(send, early.streamed)
+            remainder = early.rest(send)
         uploader.attach(prepared, send, remainder)
         await self._upload_and_verify(
             prepared, state, send, memberships, uploader, mostly_sent=remainder is not None
@@ -337,41 +337,6 @@ class _Run:
         self.report.invalid_samples = prepared.invalid_samples
         reporter.update(read=c.read, force=True)
         return prepared
-
-    # -- mirror -------------------------------------------------------------------------
-    async def _mirror_preflight(
-        self, prepared: Prepared, state: ExportState, had_state: bool
-    ) -> list[mirror.Membership]:
-        if prepared.profiles == 0 and not self.spec.allow_empty_segment:
-            raise RunStopped(
-                Reason.EMPTY_SEGMENT,
-                "the segments hold no valid profiles, and mode: mirror would empty the lists; "
-                "nothing was sent. If the segment is meant to be empty, set "
-                "spec.allowEmptySegment: true",
-            )
-        if not had_state:
-            self.notes.append(
-                "Mirror removed nothing this run: there is no state from an earlier run, so "
-                "this export cannot tell which list members it added."
-            )
-        present = prepared.present()
-        memberships: list[mirror.Membership] = []
-        for list_id in self.list_ids:
-            member = await mirror.read_membership(
-                self.client, list_id, state, had_state, present, self.settings
-            )
-            memberships.append(member)
-        limit = self.spec.max_removal_percent
-        for member in memberships:
-            if member.candidates and member.percent > limit:
-                raise RunStopped(
-                    Reason.TOO_MANY_REMOVALS,
-                    f"mirror would remove {len(member.candidates):,} of {member.total:,} "
-                    f"contacts ({member.percent:.1f}%) from list {member.list_id}, more than "
-                    f"spec.maxRemovalPercent ({limit}%); nothing was sent. Check the segment's "
-                    "source; if the removals are expected, raise spec.maxRemovalPercent",
-                )
-        return memberships
 
     # -- dry run ------------------------------------------------------------------------
     async def _dry_run(
