@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,9 +43,17 @@ BATCH_ROWS = 16_384
 _CHUNK = 1 << 22
 
 
+class Plain(NamedTuple):
+    """A file Arrow reads as the ``csv`` module would: how many records it holds (the
+    check counted them) and the batches that hand them out."""
+
+    records: int
+    batches: Iterator[RowBatch]
+
+
 def plain_batches(
     handle: IO[bytes], header: list[str], delimiter: str, columns: Sequence[str]
-) -> Iterator[RowBatch] | None:
+) -> Plain | None:
     """Batches of the file's records (the header is line 1) with the ``columns`` as Arrow
     string arrays, or ``None`` when Arrow's reading could differ from the ``csv`` module's.
     Leaves ``handle`` anywhere."""
@@ -68,7 +76,7 @@ def plain_batches(
         return None
     if records + 1 != lines:
         return None
-    return _batches(handle, header, names, delimiter, columns)
+    return Plain(records, _batches(handle, header, names, delimiter, columns))
 
 
 def _lines(handle: IO[bytes]) -> int | None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from sendgrid_operator.api.export import FileFormat
 from sendgrid_operator.engine.mapping import ColumnKind
@@ -26,6 +25,9 @@ from sendgrid_operator.engine.sources import (
     RowBatch,
     register_file_format,
 )
+
+if TYPE_CHECKING:  # csvarrow (and pyarrow.csv) is imported only for a file Arrow may read
+    from sendgrid_operator.engine.csvarrow import Plain
 
 #: CSV rows per :class:`RowBatch` (at most; a batch also ends where row numbers skip).
 CSV_BATCH_ROWS = 8192
@@ -54,17 +56,16 @@ class CsvSource(FileSourceBase):
         self._header = [h.strip() for h in header]
         self._columns = [c for c in dict.fromkeys(columns) if c in self._header]
         self._arrow_checked = False
-        self._arrow_batches: Iterator[RowBatch] | None = None
+        self._plain: Plain | None = None
         return dict.fromkeys(self._header, "string")
 
     def row_bound(self) -> int | None:
-        """Line-break bytes in the file (the header and every row but the last end with
-        one: ``\\r``, ``\\n`` or both), but only for a file Arrow reads (its check has
-        parsed the whole file): the ``csv`` module could still stop at a bad line
-        half-way, and a run must not have sent anything by then."""
-        if self._file is None or self._arrow() is None:
+        """The file's record count, but only for a file Arrow reads (its check has parsed
+        the whole file and counted them): the ``csv`` module could still stop at a bad
+        line half-way, and a run must not have sent anything by then."""
+        if self._file is None or self._arrow() is None or self._plain is None:
             return None
-        return _line_breaks(self._file.handle)
+        return self._plain.records
 
     def _arrow(self) -> Iterator[RowBatch] | None:
         """:mod:`.csvarrow`'s batches when its check of the whole file passes (run once:
@@ -74,14 +75,14 @@ class CsvSource(FileSourceBase):
         if not self._arrow_checked:
             self._arrow_checked = True
             if self._utf8 and self._reader.line_num == 1:
-                self._arrow_batches = csvarrow.plain_batches(
+                self._plain = csvarrow.plain_batches(
                     self._handle(), self._header, self.spec.delimiter, self._columns
                 )
-                if self._arrow_batches is None:
+                if self._plain is None:
                     self._text.detach()
                     self._handle().seek(0)
                     self._start_reader()
-        return self._arrow_batches
+        return self._plain.batches if self._plain is not None else None
 
     def _start_reader(self) -> list[str] | None:
         """A ``csv`` reader over the file from its start; returns the header row."""
@@ -184,23 +185,6 @@ class CsvSource(FileSourceBase):
                 _record_row(header, records),
                 _record_rows(header, records),
             )
-
-
-def _line_breaks(handle: IO[bytes]) -> int | None:
-    """How many ``\\r`` and ``\\n`` bytes a file holds, read without moving its position;
-    None when it is neither in memory nor a file on disk."""
-    if isinstance(handle, io.BytesIO):
-        data = handle.getvalue()
-        return data.count(b"\r") + data.count(b"\n")
-    try:
-        fd = handle.fileno()
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return None
-    count = offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        count += chunk.count(b"\r") + chunk.count(b"\n")
-        offset += len(chunk)
-    return count
 
 
 def _last_value(values: tuple[str, ...], places: list[int]) -> str | None:

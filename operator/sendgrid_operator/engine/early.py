@@ -12,8 +12,9 @@ When (decided before the read by :mod:`.run`, then by the first pass):
 - every contact read is to be sent: a full run, or no state from an earlier run;
 - the last segment's source is open and its columns checked (so a mapping error can no
   longer stop the run), and the rows already spooled plus that source's bound
-  (``row_bound()``, known before its rows are read: a Parquet footer, a CSV file's line
-  breaks, a PostgreSQL count in the cursor's own snapshot) are within ``maxProfiles``.
+  (``row_bound()``, known before its rows are read: a Parquet footer, the records of a
+  CSV file Arrow's check has parsed whole, a PostgreSQL count in the cursor's own
+  snapshot) are within ``maxProfiles``.
 
 From then on the only way the run can end early is the source failing part-way. The
 contacts sent by then are members of the segment with their current values, so nothing
