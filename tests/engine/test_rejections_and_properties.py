@@ -167,20 +167,18 @@ def test_mirror_never_removes_a_contact_still_in_the_segment(
     asyncio.run(go())
 
 
-async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path: Path) -> None:
-    """SendGrid applies an account's jobs about in order: when a later job is seen
-    finished, an earlier one still pending is polled at once, not at its next backoff."""
+async def _polled_run(
+    tmp_path: Path, rows: int, pending: dict[str, int], **schedule: float
+) -> FakeSendGrid:
+    """A run of ``rows`` contacts in 1,000-contact bodies sent one at a time, whose jobs
+    answer ``pending`` to their first polls as ``pending`` says; the fake records the
+    polls and when each job was accepted."""
     path = tmp_path / "s.csv"
-    path.write_text("email\n" + "".join(f"n{i}@example.com\n" for i in range(2000)))
+    path.write_text("email\n" + "".join(f"n{i}@example.com\n" for i in range(rows)))
     fake = FakeSendGrid()
-    fake.pending_polls = {"job-0": 1}
+    fake.pending_polls = dict(pending)
     settings = replace(
-        FAST,
-        poll_initial=1.0,
-        poll_last=1.0,  # the last job's own short schedule is the next test's
-        poll_max=5.0,
-        max_contacts_per_upsert=1000,
-        upload_concurrency=1,
+        FAST, poll_max=5.0, max_contacts_per_upsert=1000, upload_concurrency=1, **schedule
     )
     async with SendGridClient(
         "SG.test-key", "https://sg.test", transport=fake.transport()
@@ -188,7 +186,15 @@ async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path:
         report = await run_export(
             _plan(path), client=client, state=MemoryStateStore(), settings=settings
         )
-    assert report.result == "Succeeded" and report.counts.created == 2000
+    assert report.result == "Succeeded" and report.counts.created == rows
+    return fake
+
+
+async def test_a_job_is_polled_again_when_a_later_one_is_seen_finished(tmp_path: Path) -> None:
+    """SendGrid applies an account's jobs about in order: when a later job is seen
+    finished, an earlier one still pending is polled at once, not at its next backoff."""
+    # poll_last as poll_initial: the last job's own short schedule is the next test's
+    fake = await _polled_run(tmp_path, 2000, {"job-0": 1}, poll_initial=1.0, poll_last=1.0)
     polls = [(job, status) for _, job, status in fake.polls]
     assert polls == [("job-0", "pending"), ("job-1", "completed"), ("job-0", "completed")]
     (_, _, _), (later_done, _, _), (again, _, _) = fake.polls
@@ -202,25 +208,7 @@ async def test_the_newest_job_is_polled_soon_once_every_body_is_accepted(
     """With nothing left to send, the run only waits: its newest job is polled after
     ``poll_last``, growing by 1.5x, not after ``poll_initial``; once it is seen finished
     the older jobs are polled at once."""
-    path = tmp_path / "s.csv"
-    path.write_text("email\n" + "".join(f"n{i}@example.com\n" for i in range(3000)))
-    fake = FakeSendGrid()
-    fake.pending_polls = {"job-2": 2}
-    settings = replace(
-        FAST,
-        poll_initial=2.0,
-        poll_last=0.05,
-        poll_max=5.0,
-        max_contacts_per_upsert=1000,
-        upload_concurrency=1,
-    )
-    async with SendGridClient(
-        "SG.test-key", "https://sg.test", transport=fake.transport()
-    ) as client:
-        report = await run_export(
-            _plan(path), client=client, state=MemoryStateStore(), settings=settings
-        )
-    assert report.result == "Succeeded" and report.counts.created == 3000
+    fake = await _polled_run(tmp_path, 3000, {"job-2": 2}, poll_initial=2.0, poll_last=0.05)
     polls = [(job, status) for _, job, status in fake.polls]
     assert polls[:3] == [("job-2", "pending"), ("job-2", "pending"), ("job-2", "completed")]
     assert sorted(polls[3:]) == [("job-0", "completed"), ("job-1", "completed")]
