@@ -63,9 +63,10 @@ class CsvSource(FileSourceBase):
         """The file's record count, but only for a file Arrow reads (its check has parsed
         the whole file and counted them): the ``csv`` module could still stop at a bad
         line half-way, and a run must not have sent anything by then."""
-        if self._file is None or self._arrow() is None or self._plain is None:
+        if self._file is None:
             return None
-        return self._plain.records
+        self._arrow()  # the check, once
+        return self._plain.records if self._plain is not None else None
 
     def _arrow(self) -> Iterator[RowBatch] | None:
         """:mod:`.csvarrow`'s batches when its check of the whole file passes (run once:
