@@ -3,12 +3,12 @@
 Level-based and idempotent: called on every change of the export, on a timer for its
 schedule, and when one of its Jobs changes. It reads the export, its connection (from the
 watch cache) and its Jobs, then acts: start a run, skip or replace one, adopt a Job it
-finds running, or finish a run whose Job has ended (see ``runs``).
+finds running, or finish a run whose Job has ended (see ``starts`` and ``runs``).
 """
 
 from __future__ import annotations
 
-import secrets
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +18,8 @@ from sendgrid_operator.api.common import RUN_REQUESTED_ANNOTATION, ConditionReas
 from sendgrid_operator.api.connection import SendGridConnectionSpec
 from sendgrid_operator.api.export import ConcurrencyPolicy, SegmentExportSpec
 from sendgrid_operator.api.report import RunReport, RunResult, RunTrigger
-from sendgrid_operator.controller import access, conditions, jobs, runs, schedule, statestore
-from sendgrid_operator.controller.connections import read_api_key
+from sendgrid_operator.controller import access, conditions, jobs, runs, schedule, starts
 from sendgrid_operator.controller.context import Context
-from sendgrid_operator.controller.kube import Conflict
 
 JSON = dict[str, Any]
 
@@ -142,31 +140,15 @@ async def reconcile(ctx: Context, export: JSON) -> None:
         await _reconcile_locked(ctx, fresh)
 
 
+#: What starts a run: the trigger, the request token (on demand) or the slot (schedule).
+Start = tuple[RunTrigger, str | None, datetime | None]
+
+
 async def _reconcile_locked(ctx: Context, export: JSON) -> None:
-    meta = export["metadata"]
-    ns, name = meta["namespace"], meta["name"]
-    generation = meta.get("generation")
-    status: JSON = dict(export.get("status") or {})
-    patch: JSON = {}
-    written = export  # status as read: what the one status patch is computed against
-    ended: list[runs.Ended] = []
-
-    async def write(fields: JSON) -> None:
-        """The one status write of this reconcile, then what ended runs do after it."""
-        await _patch_status(ctx, written, fields)
-        for end in ended:
-            await runs.after_written(ctx, export, end)
-
-    def end_run(end: runs.Ended) -> None:
-        nonlocal status, export
-        ended.append(end)
-        patch.update(end.patch)
-        status = {**status, **end.patch}
-        export = {**export, "status": status}
-
     try:
         spec = SegmentExportSpec.model_validate(export.get("spec") or {})
     except ValidationError as exc:
+        generation = export["metadata"].get("generation")
         conds = conditions.kstatus_set(
             ready=False,
             reason=ConditionReason.INVALID_SPEC,
@@ -176,134 +158,200 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
         )
         await _patch_status(ctx, export, {"conditions": conds, "observedGeneration": generation})
         return
-    now = _now()
+    await _Pass(ctx, export, spec).run()
 
-    # -- the active run: still running, finished, gone, or a Job to adopt
-    active = status.get("active")
-    running_job: JSON | None = None
-    if active:
-        job = await ctx.kube.get_or_none("jobs", ns, active["jobName"])
-        if job is not None and jobs.job_finished(job) is None:
-            running_job = job
-        else:
-            end_run(await runs.finish(ctx, export, active, job))
-    else:
-        for job in await ctx.kube.list("jobs", ns, labels={jobs.LABEL_EXPORT: name[:63]}):
+
+class _Written(Exception):
+    """The pass has written the status, and ends here."""
+
+
+class _Pass:
+    """One reconcile of one export, from what was read to its one status write.
+
+    ``patch`` gathers the status fields this pass sets; ``status`` and ``export`` follow
+    what ended runs change, so later steps see them; ``written`` is the status as read,
+    which the one patch is computed against."""
+
+    def __init__(self, ctx: Context, export: JSON, spec: SegmentExportSpec) -> None:
+        self.ctx = ctx
+        self.export = export
+        self.written = export
+        self.spec = spec
+        meta = export["metadata"]
+        self.meta = meta
+        self.ns, self.name = meta["namespace"], meta["name"]
+        self.generation = meta.get("generation")
+        self.status: JSON = dict(export.get("status") or {})
+        self.patch: JSON = {}
+        self.ended: list[runs.Ended] = []
+        self.running_job: JSON | None = None
+        self.now = _now()
+
+    async def run(self) -> None:
+        with contextlib.suppress(_Written):
+            await self._run()
+
+    async def _run(self) -> None:
+        await self._find_active()
+        meta, status = self.meta, self.status
+        request = (meta.get("annotations") or {}).get(RUN_REQUESTED_ANNOTATION)
+        requested = request is not None and request != status.get("lastHandledRunRequest")
+        slot = await self._due_slot()
+        await self._check_connection(request if requested else None, slot)
+        start: Start | None = None
+        if requested:
+            start = (RunTrigger.REQUEST, request, None)
+        elif slot is not None:
+            start = (RunTrigger.SCHEDULE, None, slot)
+        if start is not None and self.running_job is not None:
+            start = await self._while_running(start)
+        if start is not None:
+            await self._start(start)
+        await self._conclude()
+
+    async def _write(self, fields: JSON) -> None:
+        """The one status write of this reconcile, then what ended runs do after it."""
+        await _patch_status(self.ctx, self.written, fields)
+        for end in self.ended:
+            await runs.after_written(self.ctx, self.export, end)
+
+    def _end_run(self, end: runs.Ended) -> None:
+        self.ended.append(end)
+        self.patch.update(end.patch)
+        self.status = {**self.status, **end.patch}
+        self.export = {**self.export, "status": self.status}
+
+    def _conditions(self, reason: str, message: str, **state: bool) -> list[JSON]:
+        return conditions.kstatus_set(
+            ready=False, reason=reason, message=message, generation=self.generation, **state
+        )
+
+    async def _find_active(self) -> None:
+        """The active run: still running, finished, gone, or a Job to adopt."""
+        ctx, active = self.ctx, self.status.get("active")
+        if active:
+            job = await ctx.kube.get_or_none("jobs", self.ns, active["jobName"])
+            if job is not None and jobs.job_finished(job) is None:
+                self.running_job = job
+            else:
+                self._end_run(await runs.finish(ctx, self.export, active, job))
+            return
+        for job in await ctx.kube.list("jobs", self.ns, labels={jobs.LABEL_EXPORT: self.name[:63]}):
             owners = job["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == meta["uid"] for o in owners) and jobs.job_finished(job) is None:
-                running_job = job
-                patch["active"] = runs.active_from_job(job)
+            if (
+                any(o.get("uid") == self.meta["uid"] for o in owners)
+                and jobs.job_finished(job) is None
+            ):
+                self.running_job = job
+                self.patch["active"] = runs.active_from_job(job)
                 break
 
-    # -- triggers
-    request = (meta.get("annotations") or {}).get(RUN_REQUESTED_ANNOTATION)
-    requested = request is not None and request != status.get("lastHandledRunRequest")
-    due = None
-    if spec.schedule and not spec.suspend:
+    async def _due_slot(self) -> datetime | None:
+        """The schedule's slot due now, if any (an invalid schedule: the status says so,
+        and the pass ends)."""
+        spec, patch = self.spec, self.patch
+        if not spec.schedule or spec.suspend:
+            patch["nextScheduleTime"] = None
+            return None
         try:
             due = schedule.due(
                 spec.schedule,
                 spec.time_zone,
-                now=now,
-                last_scheduled=schedule.parse_time(status.get("lastScheduleTime")),
-                created=schedule.parse_time(meta.get("creationTimestamp")) or now,
+                now=self.now,
+                last_scheduled=schedule.parse_time(self.status.get("lastScheduleTime")),
+                created=schedule.parse_time(self.meta.get("creationTimestamp")) or self.now,
                 starting_deadline_seconds=spec.starting_deadline_seconds,
             )
         except schedule.ScheduleError as exc:
-            conds = conditions.kstatus_set(
-                ready=False,
-                reason=ConditionReason.INVALID_SPEC,
-                message=str(exc),
-                generation=generation,
-                stalled=True,
-            )
-            await write({**patch, "conditions": conds, "observedGeneration": generation})
-            return
+            conds = self._conditions(ConditionReason.INVALID_SPEC, str(exc), stalled=True)
+            await self._write({**patch, "conditions": conds, "observedGeneration": self.generation})
+            raise _Written from exc
         patch["nextScheduleTime"] = schedule.format_time(due.next_slot) if due.next_slot else None
         if due.missed_deadline is not None:
             patch["lastScheduleTime"] = schedule.format_time(due.missed_deadline)
-            await ctx.emit(
-                export,
+            await self.ctx.emit(
+                self.export,
                 "Warning",
                 ConditionReason.RUN_SKIPPED,
                 f"missed the run at {schedule.format_time(due.missed_deadline)} by more than startingDeadlineSeconds",
             )
-    else:
-        patch["nextScheduleTime"] = None
-    slot = due.slot if due is not None else None
+        return due.slot
 
-    problem = await connection_problem(ctx, export, spec)
-    if problem is not None and problem[0] == ConditionReason.CONNECTION_PENDING:
-        # Transient: the connection was created or changed and is being checked. Requests
-        # and due slots wait (they are not marked handled) instead of being refused.
-        if running_job is None:
-            patch["conditions"] = conditions.kstatus_set(
-                ready=False,
-                reason=ConditionReason.CONNECTION_NOT_READY,
-                message=problem[1],
-                generation=generation,
-                reconciling=True,
-            )
-        patch["observedGeneration"] = generation
-        await write(patch)
-        return
-    if problem is not None:
+    async def _check_connection(self, request: str | None, slot: datetime | None) -> None:
+        """If the connection keeps this export from running, the status says why, and the
+        pass ends: a request or a due slot is refused, or waits while the connection is
+        being checked."""
+        problem = await connection_problem(self.ctx, self.export, self.spec)
+        if problem is None:
+            return
+        patch = self.patch
         reason, message = problem
-        if requested:
-            patch["lastHandledRunRequest"] = request
-            await ctx.emit(export, "Warning", ConditionReason.RUN_REFUSED, message)
-        if slot is not None:
-            patch["lastScheduleTime"] = schedule.format_time(slot)
-            await ctx.emit(export, "Warning", ConditionReason.RUN_REFUSED, message)
-        if running_job is None:
-            patch["conditions"] = conditions.kstatus_set(
-                ready=False, reason=reason, message=message, generation=generation, stalled=True
-            )
-        patch["observedGeneration"] = generation
-        await write(patch)
-        return
+        if reason == ConditionReason.CONNECTION_PENDING:
+            # Transient: the connection was created or changed and is being checked. Requests
+            # and due slots wait (they are not marked handled) instead of being refused.
+            if self.running_job is None:
+                patch["conditions"] = self._conditions(
+                    ConditionReason.CONNECTION_NOT_READY, message, reconciling=True
+                )
+        else:
+            if request is not None:
+                patch["lastHandledRunRequest"] = request
+                await self.ctx.emit(self.export, "Warning", ConditionReason.RUN_REFUSED, message)
+            if slot is not None:
+                patch["lastScheduleTime"] = schedule.format_time(slot)
+                await self.ctx.emit(self.export, "Warning", ConditionReason.RUN_REFUSED, message)
+            if self.running_job is None:
+                patch["conditions"] = self._conditions(reason, message, stalled=True)
+        patch["observedGeneration"] = self.generation
+        await self._write(patch)
+        raise _Written
 
-    start: tuple[RunTrigger, str | None, datetime | None] | None = None
-    if requested:
-        start = (RunTrigger.REQUEST, request, None)
-    elif slot is not None:
-        start = (RunTrigger.SCHEDULE, None, slot)
-
-    if start is not None and running_job is not None:
-        if spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
-            await ctx.kube.delete("jobs", ns, running_job["metadata"]["name"])
+    async def _while_running(self, start: Start) -> Start | None:
+        """A run is due while another is active: replace it, skip the slot, or let the
+        request wait (``concurrencyPolicy``); the start that remains, if any."""
+        running = self.running_job
+        assert running is not None
+        if self.spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
+            await self.ctx.kube.delete("jobs", self.ns, running["metadata"]["name"])
             replaced = (
-                patch.get("active") or status.get("active") or runs.active_from_job(running_job)
+                self.patch.get("active")
+                or self.status.get("active")
+                or runs.active_from_job(running)
             )
-            end_run(await runs.finish(ctx, export, replaced, None, replaced_by_new=True))
-            running_job = None
-        elif start[0] == RunTrigger.SCHEDULE:
+            self._end_run(
+                await runs.finish(self.ctx, self.export, replaced, None, replaced_by_new=True)
+            )
+            self.running_job = None
+            return start
+        trigger, _, slot = start
+        if trigger == RunTrigger.SCHEDULE:
             assert slot is not None
-            patch["lastScheduleTime"] = schedule.format_time(slot)
-            await ctx.emit(
-                export,
+            self.patch["lastScheduleTime"] = schedule.format_time(slot)
+            await self.ctx.emit(
+                self.export,
                 "Normal",
                 ConditionReason.RUN_SKIPPED,
-                f"skipped the run at {schedule.format_time(slot)}: run {running_job['metadata']['name']} is still active (concurrencyPolicy: Forbid)",
+                f"skipped the run at {schedule.format_time(slot)}: run {running['metadata']['name']} is still active (concurrencyPolicy: Forbid)",
             )
-            start = None
-        else:
-            start = None  # an on-demand request waits until the active run ends
+        return None  # an on-demand request waits until the active run ends
 
-    if start is not None:
+    async def _start(self, start: Start) -> None:
+        """Start the run (its Secret and Job), or record it refused when its Pod would wait
+        for a missing ConfigMap or Secret."""
+        ctx, spec, patch = self.ctx, self.spec, self.patch
         trigger, token, when = start
         run_id = (
-            jobs.scheduled_run_id(name, when)
+            jobs.scheduled_run_id(self.name, when)
             if when is not None
-            else jobs.requested_run_id(name, token or "")
+            else jobs.requested_run_id(self.name, token or "")
         )
-        missing = await missing_references(ctx, ns, spec)
+        missing = await starts.missing_references(ctx, self.ns, spec)
         if missing is None:
-            started = await start_run(ctx, export, spec, run_id, trigger, token, when)
+            started = await starts.start_run(ctx, self.export, spec, run_id, trigger, token, when)
         else:
             # Refused before any Job: a Pod would wait for the missing volume or
             # secretKeyRef until the run's deadline (as a kubelet does).
-            stamp = schedule.format_time(now)
+            stamp = schedule.format_time(self.now)
             refused = RunReport(
                 run_id=run_id,
                 result=RunResult.REFUSED,
@@ -316,7 +364,7 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
                 list_ids=spec.list_ids,
                 mode=str(spec.mode),
             )
-            end_run(runs.record(export, refused))
+            self._end_run(runs.record(self.export, refused))
             started = None
         patch["active"] = started
         patch["progress"] = (
@@ -335,111 +383,26 @@ async def _reconcile_locked(ctx: Context, export: JSON) -> None:
             patch["lastHandledRunRequest"] = token
         if when is not None:
             patch["lastScheduleTime"] = schedule.format_time(when)
-        running_job = {} if started is not None else None
+        self.running_job = {} if started is not None else None
 
-    if running_job is not None:
-        act = patch.get("active") or status.get("active") or {}
-        msg = f"run {act.get('runId', '?')} in progress"
-        patch["conditions"] = conditions.kstatus_set(
-            ready=False,
-            reason=ConditionReason.PROGRESSING,
-            message=msg,
-            generation=generation,
-            reconciling=True,
-        )
-        patch["conditions"][0]["status"] = "Unknown"
-    else:
-        patch["conditions"] = _summary_conditions(status, generation, spec)
-    patch["observedGeneration"] = generation
-    ctx.metrics.export_suspended.labels(ns, name).set(1 if spec.suspend else 0)
-    await write(patch)
-
-
-async def missing_references(ctx: Context, namespace: str, spec: SegmentExportSpec) -> str | None:
-    """What the run's Pod would wait for forever: a missing ConfigMap, Secret or key."""
-    problems: list[str] = []
-    for name, keys in sorted(jobs.config_map_keys(spec).items()):
-        found = await ctx.kube.list("configmaps", namespace, fields={"metadata.name": name})
-        if not found:
-            problems.append(f"ConfigMap {namespace}/{name} not found")
-            continue
-        held = {**(found[0].get("data") or {}), **(found[0].get("binaryData") or {})}
-        problems += [
-            f"ConfigMap {namespace}/{name} has no key {k!r}" for k in sorted(keys - held.keys())
-        ]
-    for ref in sorted(jobs.secret_refs(spec)):
-        name, key = ref.split("/", 1)
-        secret = await ctx.kube.get_or_none("secrets", namespace, name)
-        if secret is None:
-            problems.append(f"Secret {namespace}/{name} not found")
-        elif key not in (secret.get("data") or {}):
-            problems.append(f"Secret {namespace}/{name} has no key {key!r}")
-    if not problems:
-        return None
-    return "; ".join(problems) + ": create it, or fix the reference in spec.segments"
-
-
-async def start_run(
-    ctx: Context,
-    export: JSON,
-    spec: SegmentExportSpec,
-    run_id: str,
-    trigger: RunTrigger,
-    token: str | None,
-    when: datetime | None,
-) -> JSON | None:
-    """Create the run's Secret and Job (or adopt them when they exist); return status.active,
-    or None when that run's Job exists and has already finished."""
-    meta = export["metadata"]
-    ns = meta["namespace"]
-    conn_ns = spec.connection_ref.namespace or ns
-    conn = ctx.connections.get((conn_ns, spec.connection_ref.name)) or {}
-    conn_spec = SendGridConnectionSpec.model_validate(conn.get("spec") or {})
-    existing = await ctx.kube.get_or_none("jobs", ns, run_id)
-    if existing is None:
-        report_token = secrets.token_urlsafe(32)
-        copied_key: str | None = None
-        key_ref = (conn_spec.api_key_secret_ref.name, conn_spec.api_key_secret_ref.key)
-        if conn_ns != ns:
-            copied_key, _, problem = await read_api_key(ctx.kube, conn_ns, *key_ref)
-            if problem is not None:
-                raise RuntimeError(problem.message)
-            key_ref = (run_id, jobs.SECRET_KEY_API_KEY)
-        state = await statestore.current(ctx.kube, ns, meta["name"]) if spec.incremental else None
-        plan = jobs.RunPlan(
-            run_id=run_id,
-            trigger=trigger,
-            base_url=conn_spec.base_url,
-            api_key_secret=key_ref,
-            report_token_hash=jobs.token_hash(report_token),
-            state_shards=state.shards if state else (),
-            state_sha256=state.sha256 if state else None,
-            scheduled_time=schedule.format_time(when) if when else None,
-            request_token=token,
-        )
-        # The run's Secret is owned by the export (deleted with it) and removed when the run
-        # is recorded (runs.finish), so the operator never needs to patch Secrets.
-        secret = jobs.build_run_secret(export, plan, report_token, copied_key)
-        try:
-            await ctx.kube.create("secrets", ns, secret)
-        except Conflict:
-            await ctx.kube.delete("secrets", ns, run_id)
-            await ctx.kube.create("secrets", ns, secret)
-        job = jobs.build_job(export, spec, plan, ctx.settings)
-        try:
-            existing = await ctx.kube.create("jobs", ns, job)
-            await ctx.emit(
-                export,
-                "Normal",
-                ConditionReason.RUN_STARTED,
-                f"started run {run_id} ({trigger}) as Job {run_id}",
+    async def _conclude(self) -> None:
+        """The conditions (a run in progress, or the summary of the last runs) and the
+        one status write."""
+        patch = self.patch
+        if self.running_job is not None:
+            act = patch.get("active") or self.status.get("active") or {}
+            msg = f"run {act.get('runId', '?')} in progress"
+            patch["conditions"] = self._conditions(
+                ConditionReason.PROGRESSING, msg, reconciling=True
             )
-        except Conflict:
-            existing = await ctx.kube.get("jobs", ns, run_id)
-        ctx.metrics.runs_in_progress.inc()
-    elif jobs.job_finished(existing) is not None:
-        return None  # this run already happened (an earlier attempt started and recorded it)
-    return runs.active_from_job(existing)
+            patch["conditions"][0]["status"] = "Unknown"
+        else:
+            patch["conditions"] = _summary_conditions(self.status, self.generation, self.spec)
+        patch["observedGeneration"] = self.generation
+        self.ctx.metrics.export_suspended.labels(self.ns, self.name).set(
+            1 if self.spec.suspend else 0
+        )
+        await self._write(patch)
 
 
 async def _patch_status(ctx: Context, export: JSON, patch: JSON) -> None:
