@@ -61,7 +61,7 @@ def cut_bodies(
     prefix = body_prefix(list_ids)
     fixed = len(prefix) + len(BODY_SUFFIX)
     n = len(spool.lengths)
-    if n == 0:
+    if n == 0 or 1 not in send:  # nothing to cut (everything went out while reading)
         return
     lengths = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(spool.lengths)])
     mask = mask_array(send)

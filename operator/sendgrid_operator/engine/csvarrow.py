@@ -88,7 +88,9 @@ def _lines(handle: IO[bytes]) -> int | None:
     while chunk := handle.read(_CHUNK):
         if b"\x00" in chunk:
             return None
-        terminators += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+        terminators += chunk.count(b"\n")
+        if b"\r" in chunk:  # two more passes, only for a chunk that needs them
+            terminators += chunk.count(b"\r") - chunk.count(b"\r\n")
         if carriage and chunk.startswith(b"\n"):
             terminators -= 1  # a \r\n split between chunks
         carriage = chunk.endswith(b"\r")

@@ -26,8 +26,13 @@ of key slots (at least 16 per row the bound allows, so a new key finds its slot 
 at most about 6% of the time, 3% on average) records every key in spool order; a row whose slot is
 free is a first occurrence and goes into a body at once. A row whose slot is taken may
 be a duplicate: it waits for the exact de-duplication after the pass, and is sent then
-with the rest (:mod:`.upload` cuts those bodies from the spool). The bodies here are
-packed greedily too; the last, partly filled one is not sent but left to the rest.
+with the rest. The bodies here are packed greedily too.
+
+The rest: when every row was offered here (one fast-path source, the last segment), the
+waiting rows are also held in memory (up to ``HELD_BYTES``), and once the exact
+de-duplication has decided them (:meth:`EarlyBodies.finish`), those that are first
+occurrences and the last, partly filled body go out from here: nothing is read back from
+the spool. Otherwise that body is dropped and :mod:`.upload` cuts the rest from the spool.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate, compress
 
 import pyarrow as pa
@@ -48,6 +53,9 @@ from sendgrid_operator.engine.spool import mask_array
 SLOTS_PER_ROW = 16
 MIN_SLOTS = 1 << 16
 MAX_SLOTS = 1 << 27  # 16 MB: 10,000,000 rows (maxProfiles' ceiling) still find ~7% taken
+_FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+#: Encoded contacts of waiting rows held for the rest; past this, the spool serves it.
+HELD_BYTES = 16 << 20
 
 #: Hands a body and its contacts' spool indices to the uploader; False when it takes no
 #: more (the run failed).
@@ -60,7 +68,8 @@ class EarlyBodies:
     The first pass calls :meth:`enable` when the run can no longer be refused,
     :meth:`offer` with each fast-path run of encoded contacts as it spools them, and
     :meth:`advance` whenever more email keys are final; :meth:`finish` at the end.
-    :attr:`streamed` marks (by spool index) every contact in a body handed over."""
+    :attr:`streamed` marks (by spool index) every contact in a body handed over, and
+    :meth:`possible_duplicates` names the only rows the exact de-duplication must look at."""
 
     def __init__(
         self, list_ids: Sequence[str], max_count: int, max_bytes: int, submit: Submit
@@ -75,6 +84,13 @@ class EarlyBodies:
         self._bits: bytearray | None = None
         self._mask = 0
         self._next = 0  # the first spool index not yet decided
+        self._taken = array("Q")  # spool indices whose slot was taken when recorded
+        # the waiting rows' contacts, while every row recorded was offered and they fit
+        self._held = True
+        self._held_positions = array("Q")
+        self._held_pieces: list[bytes] = []
+        self._held_sizes: list[int] = []
+        self._held_bytes = 0
         self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
         self._body = bytearray(self._prefix)  # the body being filled, and its contacts
         self._positions = array("I")
@@ -140,10 +156,20 @@ class EarlyBodies:
             if not value & bit:
                 bits[byte] = value | bit
                 first[i] = 1
+        taken = first.translate(_FLIP) if 0 in first else None
+        if taken is not None:
+            self._taken.extend(compress(range(lo, hi), taken))
         if run is None:
+            self._drop_held()  # rows of the slow path: the spool serves the rest
             return
         start, pieces, sizes = run
         a, b = lo - start, hi - start
+        if taken is not None and self._held:
+            self._hold(
+                compress(range(lo, hi), taken),
+                list(compress(pieces[a:b], taken)),
+                list(compress(sizes[a:b], taken)),
+            )
         self._place(
             array("I", compress(range(lo, hi), first)),
             list(compress(pieces[a:b], first)),
@@ -193,7 +219,7 @@ class EarlyBodies:
             return
         self.bodies += 1
         streamed = self.streamed
-        last = positions[-1] + 1
+        last = max(positions) + 1  # the held rows come after later ones
         if len(streamed) < last:
             streamed.extend(bytes(last - len(streamed)))
         for p in positions:
@@ -205,6 +231,20 @@ class EarlyBodies:
         self._count = 0
         self._size = self._fixed
 
+    def holds_rest(self, rows: int) -> bool:
+        """Whether :meth:`finish` can send, from memory, every one of ``rows`` (all
+        spooled) that is a first occurrence and not sent yet."""
+        return self._held and self.enabled and self.possible_duplicates(rows) is not None
+
+    def possible_duplicates(self, rows: int) -> array[int] | None:
+        """The spool indices that may repeat an earlier key, if the bitmap recorded all
+        ``rows`` keys (else ``None``). A row whose slot was free when its key was
+        recorded is a first occurrence: every earlier key had set its slot. So only rows
+        that found theirs taken, and the rows sharing their keys, can be duplicates."""
+        if self._bits is None or self._next != rows:
+            return None
+        return self._taken
+
     def rest(self, send: bytearray) -> bytearray:
         """``send`` less the contacts handed over in bodies (what the upload still sends)."""
         n = len(send)
@@ -214,8 +254,35 @@ class EarlyBodies:
         rest = pc.and_not(mask_array(send), mask_array(streamed)).cast(pa.uint8())
         return bytearray(memoryview(rest.buffers()[1])[rest.offset : rest.offset + n])
 
-    def finish(self) -> None:
-        """The pass is over: the partly filled body is left to the rest."""
+    def _hold(self, positions: Iterable[int], pieces: list[bytes], sizes: list[int]) -> None:
+        self._held_bytes += sum(sizes)
+        if self._held_bytes > HELD_BYTES:
+            self._drop_held()
+            return
+        self._held_positions.extend(positions)
+        self._held_pieces += pieces
+        self._held_sizes += sizes
+
+    def _drop_held(self) -> None:
+        self._held = False
+        self._held_positions = array("Q")
+        self._held_pieces, self._held_sizes = [], []
+
+    def finish(self, keep: bytearray | None = None) -> None:
+        """The pass is over. With ``keep`` (the exact de-duplication's first occurrences)
+        and every waiting row held, those kept go out, and the partly filled body with
+        them; otherwise that body is left to the rest, read from the spool."""
+        if keep is not None and self.holds_rest(len(keep)):
+            positions = self._held_positions
+            chosen = [keep[p] for p in positions]
+            self._place(
+                array("I", compress(positions, chosen)),
+                list(compress(self._held_pieces, chosen)),
+                list(compress(self._held_sizes, chosen)),
+            )
+            if self._count and not self._stopped:
+                self._emit()
         self._stopped = True
         self._runs.clear()
+        self._drop_held()
         self._reset()

@@ -146,7 +146,8 @@ def read_segments(
     """Read, validate and spool every segment, then de-duplicate. Refuses early when the
     segments certainly hold more than ``max_profiles`` unique profiles. With ``early``,
     first occurrences go out in bodies while the pass reads, once nothing can refuse the
-    run (:mod:`.early`)."""
+    run (:mod:`.early`); after a pass that succeeds, the caller finishes ``early`` with the
+    pass's first occurrences (``EarlyBodies.finish(prepared.keep)``)."""
     spool = Spool(spool_dir)
     prepared = Prepared([SegmentCounts(name=s.name) for s in segments], [], spool)
     hasher = KeyHasher(state.salt)
@@ -167,10 +168,11 @@ def read_segments(
         hasher.fill(prepared.keys)
         if early is not None:
             early.advance(prepared.keys, len(prepared.keys))
-            early.finish()
         spool.finish()
-        _deduplicate(prepared)
+        _deduplicate(prepared, early.possible_duplicates(len(prepared.keys)) if early else None)
     except BaseException:
+        if early is not None:
+            early.finish()
         spool.remove()
         raise
     finally:
@@ -383,35 +385,33 @@ def _batch_items(
             start = stop + 1
 
 
-def _deduplicate(prepared: Prepared) -> None:
-    """First occurrence wins: within each key bucket (:mod:`.buckets`), a stable sort by
-    key puts each key's first row first in its run; the others are duplicates (usually
-    few), so only they become Python objects."""
+def _deduplicate(prepared: Prepared, suspects: array[int] | None = None) -> None:
+    """First occurrence wins: a stable sort by key puts each key's first row first in its
+    run; the others are duplicates (usually few), so only they become Python objects.
+    ``suspects``: the only rows that can be duplicates, when the early bodies' bitmap
+    knows them (:meth:`.EarlyBodies.possible_duplicates`); then only the rows sharing
+    their keys are sorted. Otherwise every key, a bucket (:mod:`.buckets`) at a time."""
     n = len(prepared.keys)
     keep = bytearray(b"\x01") * n
-    if n > 1:
+    if n > 1 and suspects is not None:
+        if suspects:
+            keys = _u64(prepared.keys)
+            doubtful = pc.unique(pc.take(keys, pa.array(suspects, pa.uint64())))
+            rows = pc.indices_nonzero(pc.is_in(keys, value_set=doubtful))
+            _mark_repeats(keep, pc.take(keys, rows), rows)
+    elif n > 1:
         keys = _u64(prepared.keys)
         bits = buckets.bits_for(n)
-        ids = buckets.bucket_ids(keys, bits) if bits else None
-        for bucket in range(1 << bits):
-            if ids is None:
-                rows, bucket_keys = None, keys
-            else:
+        if not bits:
+            _mark_repeats(keep, keys, None)
+        else:
+            ids = buckets.bucket_ids(keys, bits)
+            for bucket in range(1 << bits):
                 rows = buckets.rows_in(ids, bucket)
-                bucket_keys = pc.take(keys, rows)
-            m = len(bucket_keys)
-            if m < 2:
-                continue
-            order = pc.sort_indices(bucket_keys)  # stable
-            ordered = pc.take(bucket_keys, order)
-            repeat = pc.equal(ordered.slice(1), ordered.slice(0, m - 1))
-            duplicates = pc.filter(order.slice(1), repeat)
-            if rows is not None and len(duplicates):
-                duplicates = pc.take(rows, duplicates)
-            for i in duplicates.to_pylist():
-                keep[i] = 0
-            del rows, bucket_keys, order, ordered, repeat, duplicates
-        del keys, ids
+                _mark_repeats(keep, pc.take(keys, rows), rows)
+                del rows  # before the next bucket's: one bucket's arrays at a time
+            del ids
+        del keys
     prepared.keep = keep
     prepared.profiles = keep.count(1)
     segments = prepared.segments
@@ -421,3 +421,19 @@ def _deduplicate(prepared: Prepared) -> None:
         counts.profiles = keep.count(1, first, end) if len(segments) > 1 else prepared.profiles
         counts.duplicates = (end - first) - counts.profiles
     prepared.payload_bytes = prepared.payload_size(keep, force=True)
+
+
+def _mark_repeats(keep: bytearray, keys: pa.Array, rows: pa.Array | None) -> None:
+    """Clear ``keep`` for every row of ``keys`` (at ``rows``, ascending, or at its own
+    positions) whose key an earlier one of them has."""
+    m = len(keys)
+    if m < 2:
+        return
+    order = pc.sort_indices(keys)  # stable
+    ordered = pc.take(keys, order)
+    repeat = pc.equal(ordered.slice(1), ordered.slice(0, m - 1))
+    duplicates = pc.filter(order.slice(1), repeat)
+    if rows is not None and len(duplicates):
+        duplicates = pc.take(rows, duplicates)
+    for i in duplicates.to_pylist():
+        keep[i] = 0

@@ -237,12 +237,22 @@ class _Run:
         if self.dry_run:
             await self._dry_run(prepared, state, send, memberships)
             return
-        remainder = None
-        if early is not None and early.bodies:
-            remainder = early.rest(send)
+        remainder = ahead = None
+        if early is not None:
+            if early.holds_rest(len(send)):  # only the rows it holds are left to send
+                ahead = self._speculate(state, prepared, send, uploader, {}, memberships)
+            await asyncio.to_thread(early.finish, prepared.keep)
+            if early.bodies:
+                remainder = early.rest(send)
         uploader.attach(prepared, send, remainder)
         await self._upload_and_verify(
-            prepared, state, send, memberships, uploader, mostly_sent=remainder is not None
+            prepared,
+            state,
+            send,
+            memberships,
+            uploader,
+            mostly_sent=remainder is not None,
+            ahead=ahead,
         )
 
     def _early(self, uploader: Uploader, state: ExportState) -> EarlyBodies | None:
@@ -338,6 +348,35 @@ class _Run:
         reporter.update(read=c.read, force=True)
         return prepared
 
+    def _speculate(
+        self,
+        state: ExportState,
+        prepared: Prepared,
+        send: bytearray,
+        uploader: Uploader,
+        foreign: dict[str, array[int]],
+        memberships: list[mirror.Membership],
+    ) -> asyncio.Future[bytes] | None:
+        """The state this run leaves if SendGrid applies every contact and mirror removes
+        nothing, encoded on a thread; used only if that is what happened, and saved only
+        once the jobs are verified."""
+        failed = uploader.outcome.error is not None
+        if failed or not any(send) or any(m.candidates for m in memberships):
+            return None
+        return asyncio.ensure_future(
+            asyncio.to_thread(
+                incremental.encoded_next_state,
+                state,
+                self.list_ids,
+                prepared,
+                send,
+                send,
+                foreign,
+                {},
+                last=False,
+            )
+        )
+
     # -- dry run ------------------------------------------------------------------------
     async def _dry_run(
         self,
@@ -373,43 +412,26 @@ class _Run:
         memberships: list[mirror.Membership],
         uploader: Uploader,
         mostly_sent: bool = False,
+        ahead: asyncio.Future[bytes] | None = None,
     ) -> None:
         reporter = self.reporter
         reporter.to_send = self.counts.sent
         reporter.phase(Phase.UPLOADING)
         foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
-        # The state this run leaves if SendGrid applies every contact and mirror removes
-        # nothing, built while SendGrid applies the last bodies (the engine is mostly
-        # waiting then; not earlier, so its memory and the bodies' do not add up), or at
-        # once if bodies went out while reading (``mostly_sent``: only the few that had
-        # to wait for the exact de-duplication are left); used only if that is what
-        # happened, and saved only once the jobs are verified.
-        speculated: asyncio.Future[bytes] | None = None
+        # The new state is built ahead (``ahead``, or below) while SendGrid applies the
+        # last bodies: the engine is mostly waiting then. Not earlier, so its memory and
+        # the bodies' do not add up, unless bodies went out while reading
+        # (``mostly_sent``: only the few that waited for the exact de-duplication are left).
+        speculated = ahead
+        if speculated is None and mostly_sent:
+            speculated = self._speculate(state, prepared, send, uploader, foreign, memberships)
 
-        def speculate() -> None:
+        def on_cut() -> None:
             nonlocal speculated
-            failed = uploader.outcome.error is not None
-            if not failed and any(send) and not any(m.candidates for m in memberships):
-                speculated = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        incremental.encoded_next_state,
-                        state,
-                        self.list_ids,
-                        prepared,
-                        send,
-                        send,
-                        foreign,
-                        {},
-                        last=False,
-                    )
-                )
+            if speculated is None:
+                speculated = self._speculate(state, prepared, send, uploader, foreign, memberships)
 
-        if mostly_sent:
-            speculate()
-        out = await uploader.run(
-            on_uploaded=lambda: reporter.phase(Phase.VERIFYING),
-            on_cut=None if mostly_sent else speculate,
-        )
+        out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING), on_cut=on_cut)
         prepared.spool.lengths = array("I")  # the spool is not read again
         memory.release()
         c = self.counts
