@@ -17,6 +17,13 @@ from sendgrid_operator.exitcodes import (
     EXIT_SENDGRID,
     EXIT_UNEXPECTED,
 )
+from sendgrid_operator.sendgrid import (
+    AuthenticationError,
+    NotFound,
+    PermissionDenied,
+    RequestRejected,
+    SendGridError,
+)
 
 __all__ = [
     "BAD_INPUT",
@@ -32,6 +39,7 @@ __all__ = [
     "RunStopped",
     "SourceError",
     "exit_code",
+    "reason_for",
     "result_for",
 ]
 
@@ -119,3 +127,16 @@ class SourceError(Exception):
 
 class MappingError(Exception):
     """The field mapping does not fit the source or SendGrid's field definitions."""
+
+
+def reason_for(exc: SendGridError) -> Reason:
+    """The reason a run ends with when SendGrid answered ``exc``."""
+    if isinstance(exc, AuthenticationError):
+        return Reason.KEY_REJECTED
+    if isinstance(exc, PermissionDenied):
+        return Reason.SCOPE_MISSING
+    if isinstance(exc, NotFound):
+        return Reason.LIST_NOT_FOUND
+    if isinstance(exc, RequestRejected):
+        return Reason.SENDGRID_REJECTED
+    return Reason.SENDGRID_UNREACHABLE  # Unavailable, and any other failure to get through

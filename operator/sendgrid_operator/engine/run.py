@@ -35,7 +35,7 @@ from sendgrid_operator.api.report import (
     RunReport,
     RunResult,
 )
-from sendgrid_operator.engine import dryrun, incremental, memory, mirror
+from sendgrid_operator.engine import dryrun, incremental, memory, mirror, writing
 from sendgrid_operator.engine.batching import lower_bound, overhead
 from sendgrid_operator.engine.early import EarlyBodies
 from sendgrid_operator.engine.mapping import CompiledMapping, compile_mapping
@@ -44,6 +44,7 @@ from sendgrid_operator.engine.outcomes import (
     Reason,
     RunStopped,
     SourceError,
+    reason_for,
     result_for,
 )
 from sendgrid_operator.engine.plan import EngineSettings, ExportPlan
@@ -53,13 +54,9 @@ from sendgrid_operator.engine.state import ExportState, StateStore, load_state
 from sendgrid_operator.engine.upload import Uploader
 from sendgrid_operator.sendgrid import (
     MARKETING_SCOPE,
-    AuthenticationError,
-    NotFound,
     PermissionDenied,
-    RequestRejected,
     SendGridClient,
     SendGridError,
-    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -67,20 +64,6 @@ log = logging.getLogger(__name__)
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _reason_for(exc: SendGridError) -> Reason:
-    if isinstance(exc, AuthenticationError):
-        return Reason.KEY_REJECTED
-    if isinstance(exc, PermissionDenied):
-        return Reason.SCOPE_MISSING
-    if isinstance(exc, NotFound):
-        return Reason.LIST_NOT_FOUND
-    if isinstance(exc, RequestRejected):
-        return Reason.SENDGRID_REJECTED
-    if isinstance(exc, Unavailable):
-        return Reason.SENDGRID_UNREACHABLE
-    return Reason.SENDGRID_UNREACHABLE
 
 
 async def run_export(
@@ -170,7 +153,7 @@ class _Run:
         except RunStopped as stop:
             self._finish(stop.reason, stop.message)
         except SendGridError as exc:
-            self._finish(_reason_for(exc), exc.message)
+            self._finish(reason_for(exc), exc.message)
         finally:
             if self.prepared is not None:
                 self.prepared.spool.remove()
@@ -240,7 +223,7 @@ class _Run:
         remainder = ahead = None
         if early is not None:
             if early.holds_rest(len(send)):  # only the rows it holds are left to send
-                ahead = self._speculate(state, prepared, send, uploader, {}, memberships)
+                ahead = writing.speculate(state, self.list_ids, prepared, send, {}, memberships)
             await asyncio.to_thread(early.finish, prepared.keep)
             if early.bodies:
                 remainder = early.rest(send)
@@ -348,35 +331,6 @@ class _Run:
         reporter.update(read=c.read, force=True)
         return prepared
 
-    def _speculate(
-        self,
-        state: ExportState,
-        prepared: Prepared,
-        send: bytearray,
-        uploader: Uploader,
-        foreign: dict[str, array[int]],
-        memberships: list[mirror.Membership],
-    ) -> asyncio.Future[bytes] | None:
-        """The state this run leaves if SendGrid applies every contact and mirror removes
-        nothing, encoded on a thread; used only if that is what happened, and saved only
-        once the jobs are verified."""
-        failed = uploader.outcome.error is not None
-        if failed or not any(send) or any(m.candidates for m in memberships):
-            return None
-        return asyncio.ensure_future(
-            asyncio.to_thread(
-                incremental.encoded_next_state,
-                state,
-                self.list_ids,
-                prepared,
-                send,
-                send,
-                foreign,
-                {},
-                last=False,
-            )
-        )
-
     # -- dry run ------------------------------------------------------------------------
     async def _dry_run(
         self,
@@ -423,14 +377,16 @@ class _Run:
         # the bodies' do not add up, unless bodies went out while reading
         # (``mostly_sent``: only the few that waited for the exact de-duplication are left).
         speculated = ahead
-        if speculated is None and mostly_sent:
-            speculated = self._speculate(state, prepared, send, uploader, foreign, memberships)
 
         def on_cut() -> None:
             nonlocal speculated
-            if speculated is None:
-                speculated = self._speculate(state, prepared, send, uploader, foreign, memberships)
+            if speculated is None and uploader.outcome.error is None:
+                speculated = writing.speculate(
+                    state, self.list_ids, prepared, send, foreign, memberships
+                )
 
+        if mostly_sent:
+            on_cut()
         out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING), on_cut=on_cut)
         prepared.spool.lengths = array("I")  # the spool is not read again
         memory.release()
@@ -443,69 +399,29 @@ class _Run:
         self.report.sendgrid_job_ids = list(out.job_ids)
         self.report.rejected_samples = out.samples
         reporter.update(sent=out.sent, applied=out.created + out.updated, force=True)
-        failure: tuple[Reason, str] | None = None
-        if out.error is not None:
-            failure = (_reason_for(out.error), out.error.message)
-        elif out.failed_jobs:
-            failure = (
-                Reason.JOBS_FAILED,
-                f"{len(out.failed_jobs)} SendGrid job(s) failed "
-                f"({out.failure_message or 'no reason given'}); their contacts were not "
-                "applied and will be sent again on the next run",
-            )
-        elif out.timed_out_jobs:
-            failure = (
-                Reason.JOBS_TIMED_OUT,
-                f"{len(out.timed_out_jobs)} SendGrid job(s) were still pending after "
-                f"{self.settings.job_timeout:.0f}s; their contacts will be sent again on the next run",
-            )
+        failure = writing.failure_of(out, self.settings.job_timeout)
         removals = mirror.RemovalOutcome()
-        if failure is None and memberships:
-            to_remove = sum(len(m.candidates) for m in memberships)
-            if to_remove:
-                reporter.to_remove = to_remove
-                reporter.phase(Phase.REMOVING)
-                try:
-                    for member in memberships:
-                        await mirror.remove_members(
-                            self.client,
-                            member,
-                            self.settings,
-                            removals,
-                            lambda n: reporter.update(removed=n),
-                        )
-                except SendGridError as exc:
-                    failure = (_reason_for(exc), f"removing list members failed: {exc.message}")
+        if failure is None and any(m.candidates for m in memberships):
+            reporter.to_remove = sum(len(m.candidates) for m in memberships)
+            reporter.phase(Phase.REMOVING)
+            removals, failure = await writing.remove_memberships(
+                self.client, self.settings, memberships, lambda n: reporter.update(removed=n)
+            )
             c.removed = removals.removed
             self.report.sendgrid_job_ids += removals.job_ids
-        unchanged_state = (
-            c.sent == 0
-            and not any(removals.removed_keys.values())
-            and len(state) > 0
-            and state.list_ids == self.list_ids[: len(state.list_ids)]
-            and len(state.list_ids) == len(self.list_ids)
-        )
-        encoded: bytes | None = None
-        if speculated is not None:
-            try:
-                encoded = await speculated
-            except Exception:  # built again below, from what happened
-                log.warning("building the new state ahead failed", exc_info=True)
-            if uploader.applied != send or any(removals.removed_keys.values()):
-                encoded = None  # not every contact was applied: it does not hold
         try:
-            if not unchanged_state:  # an unchanged re-run leaves the state as it is
-                if encoded is None:
-                    encoded = incremental.encoded_next_state(
-                        state,
-                        self.list_ids,
-                        prepared,
-                        send,
-                        uploader.applied,
-                        foreign,
-                        removals.removed_keys,
-                        last=True,
-                    )
+            encoded = await writing.state_to_save(
+                speculated,
+                state,
+                self.list_ids,
+                prepared,
+                send,
+                uploader.applied,
+                out.sent,
+                foreign,
+                removals,
+            )
+            if encoded is not None:
                 self.store.save(encoded)
         except OSError as exc:
             self.notes.append(f"The state could not be saved ({exc}); the next run is a full run.")
