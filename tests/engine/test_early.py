@@ -147,6 +147,40 @@ def test_early_bodies_hold_first_occurrences_and_change_nothing(
         prepared.spool.remove()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(
+        st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1)), min_size=1, max_size=400
+    ),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+    slots=st.sampled_from([8, 64, 1 << 16]),
+)
+def test_slots_recorded_in_bulk_match_the_loop(
+    keys: list[int], cuts: list[int], slots: int
+) -> None:
+    """The Arrow kernels give the same first occurrences and the same bitmap as the
+    per-key loop, for keys repeated within one call and across calls."""
+    from array import array
+
+    def record(bulk_rows: int) -> tuple[list[bytes], bytes]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(early, "BULK_ROWS", bulk_rows)
+            mp.setattr(early, "MIN_SLOTS", slots)
+            mp.setattr(early, "MAX_SLOTS", slots)
+            sender = EarlyBodies([LIST], 10, 1000, lambda data, positions: True)
+            sender.enable(len(keys))
+            bounds = [0, *sorted(c for c in cuts if c < len(keys)), len(keys)]
+            firsts = [
+                bytes(sender._record(array("Q", keys[a:b])))
+                for a, b in zip(bounds, bounds[1:])
+                if b > a
+            ]
+            assert sender._bits is not None
+            return firsts, bytes(sender._bits)
+
+    assert record(1) == record(1 << 30)
+
+
 # -- the engine against the emulator ----------------------------------------------------
 N = 6_000
 

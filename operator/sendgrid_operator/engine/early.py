@@ -54,6 +54,10 @@ SLOTS_PER_ROW = 16
 MIN_SLOTS = 1 << 16
 MAX_SLOTS = 1 << 27  # 16 MB: 10,000,000 rows (maxProfiles' ceiling) still find ~7% taken
 _FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+#: Keys recorded at once at least this many: the slot tests in Arrow kernels.
+BULK_ROWS = 1024
+_ONE, _ZERO = pa.scalar(1, pa.uint8()), pa.scalar(0, pa.uint8())
+_THREE, _SEVEN = pa.scalar(3, pa.uint64()), pa.scalar(7, pa.uint64())
 #: Encoded contacts of waiting rows held for the rest; past this, the spool serves it.
 HELD_BYTES = 16 << 20
 
@@ -92,7 +96,7 @@ class EarlyBodies:
         self._held_sizes: list[int] = []
         self._held_bytes = 0
         self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
-        self._body = bytearray(self._prefix)  # the body being filled, and its contacts
+        self._pieces: list[bytes] = []  # the body being filled, and its contacts
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
@@ -144,18 +148,7 @@ class EarlyBodies:
         run: tuple[int, list[bytes], list[int]] | None,
     ) -> None:
         """Record the keys of ``lo:hi``; pack the first occurrences among ``run``'s."""
-        bits = self._bits
-        assert bits is not None
-        mask = self._mask
-        first = bytearray(hi - lo)  # 1: a first occurrence
-        for i, key in enumerate(keys[lo:hi]):
-            slot = key & mask
-            byte = slot >> 3
-            bit = 1 << (slot & 7)
-            value = bits[byte]
-            if not value & bit:
-                bits[byte] = value | bit
-                first[i] = 1
+        first = self._record(keys[lo:hi])  # 1: a first occurrence
         taken = first.translate(_FLIP) if 0 in first else None
         if taken is not None:
             self._taken.extend(compress(range(lo, hi), taken))
@@ -175,6 +168,50 @@ class EarlyBodies:
             list(compress(pieces[a:b], first)),
             list(compress(sizes[a:b], first)),
         )
+
+    def _record(self, keys: array[int]) -> bytearray:
+        """Set the slots of ``keys`` (in order); 1 for each key whose slot was free."""
+        bits = self._bits
+        assert bits is not None
+        if len(keys) >= BULK_ROWS:
+            return self._record_bulk(keys, bits)
+        mask = self._mask
+        first = bytearray(len(keys))
+        for i, key in enumerate(keys):
+            slot = key & mask
+            byte = slot >> 3
+            bit = 1 << (slot & 7)
+            value = bits[byte]
+            if not value & bit:
+                bits[byte] = value | bit
+                first[i] = 1
+        return first
+
+    def _record_bulk(self, keys: array[int], bits: bytearray) -> bytearray:
+        """:meth:`_record`'s loop with the tests in Arrow kernels: a slot was free if its
+        bit was clear before these keys and no earlier one of them has it (the slots in
+        order of first appearance: a key is a first occurrence where that order reaches
+        a new high). Only setting the new bits stays in Python."""
+        m = len(keys)
+        slots = pc.bit_wise_and(
+            pa.Array.from_buffers(pa.uint64(), m, [None, pa.py_buffer(keys)]),
+            pa.scalar(self._mask, pa.uint64()),
+        )
+        byte = pc.shift_right(slots, _THREE)
+        bit = pc.shift_left(_ONE, pc.bit_wise_and(slots, _SEVEN).cast(pa.uint8()))
+        held = pc.take(
+            pa.Array.from_buffers(pa.uint8(), len(bits), [None, pa.py_buffer(bits)]), byte
+        )
+        order = pc.dictionary_encode(slots).indices
+        high = pc.cumulative_max(order)
+        before = pa.concat_arrays([pa.array([-1], order.type), high.slice(0, m - 1)])
+        first = pc.and_(pc.equal(pc.bit_wise_and(held, bit), _ZERO), pc.greater(order, before))
+        for at, value in zip(
+            pc.filter(byte, first).to_pylist(), pc.filter(bit, first).to_pylist(), strict=True
+        ):
+            bits[at] |= value
+        flags = first.cast(pa.uint8())
+        return bytearray(memoryview(flags.buffers()[1])[flags.offset : flags.offset + m])
 
     def _place(self, positions: array[int], pieces: list[bytes], sizes: list[int]) -> None:
         """Greedy packing of contacts (in spool order), a slice at a time: as many as
@@ -201,18 +238,14 @@ class EarlyBodies:
                     return
 
     def _add(self, chunk: list[bytes], count: int, size: int) -> None:
-        """Append ``chunk`` to the body, which then holds ``count`` contacts, ``size``
-        bytes with its suffix."""
-        if chunk:
-            if count > len(chunk):
-                self._body += b","
-            self._body += b",".join(chunk)
+        """Add ``chunk`` to the body, which then holds ``count`` contacts, ``size`` bytes
+        with its prefix and suffix (joined once, when it is emitted)."""
+        self._pieces += chunk
         self._count, self._size = count, size
 
     def _emit(self) -> None:
         positions = self._positions
-        self._body += BODY_SUFFIX
-        data = bytes(self._body)
+        data = b"".join((self._prefix, b",".join(self._pieces), BODY_SUFFIX))
         self._reset()
         if not self._submit(data, positions):
             self._stopped = True
@@ -226,7 +259,7 @@ class EarlyBodies:
             streamed[p] = 1
 
     def _reset(self) -> None:
-        self._body = bytearray(self._prefix)
+        self._pieces = []
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
