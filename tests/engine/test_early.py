@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +162,6 @@ def test_slots_recorded_in_bulk_match_the_loop(
 ) -> None:
     """The Arrow kernels give the same first occurrences and the same bitmap as the
     per-key loop, for keys repeated within one call and across calls."""
-    from array import array
 
     def record(bulk_rows: int) -> tuple[list[bytes], bytes]:
         with pytest.MonkeyPatch.context() as mp:
@@ -171,9 +172,7 @@ def test_slots_recorded_in_bulk_match_the_loop(
             sender.enable(len(keys))
             bounds = [0, *sorted(c for c in cuts if c < len(keys)), len(keys)]
             firsts = [
-                bytes(sender._record(array("Q", keys[a:b])))
-                for a, b in zip(bounds, bounds[1:])
-                if b > a
+                bytes(sender._record(array("Q", keys[a:b]))) for a, b in pairwise(bounds) if b > a
             ]
             assert sender._bits is not None
             return firsts, bytes(sender._bits)
