@@ -92,11 +92,10 @@ class EarlyBodies:
         # the waiting rows' contacts, while every row recorded was offered and they fit
         self._held = True
         self._held_positions = array("Q")
-        self._held_pieces: list[bytes] = []
-        self._held_sizes: list[int] = []
-        self._held_bytes = 0
+        self._held_data = bytearray()  # their contacts, one after another
+        self._held_sizes = array("I")
         self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
-        self._pieces: list[bytes] = []  # the body being filled, and its contacts
+        self._body = bytearray(self._prefix)  # the body being filled, and its contacts
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
@@ -238,14 +237,18 @@ class EarlyBodies:
                     return
 
     def _add(self, chunk: list[bytes], count: int, size: int) -> None:
-        """Add ``chunk`` to the body, which then holds ``count`` contacts, ``size`` bytes
-        with its prefix and suffix (joined once, when it is emitted)."""
-        self._pieces += chunk
+        """Append ``chunk`` to the body, which then holds ``count`` contacts, ``size``
+        bytes with its suffix (the contacts are not kept: a third less memory)."""
+        if chunk:
+            if count > len(chunk):
+                self._body += b","
+            self._body += b",".join(chunk)
         self._count, self._size = count, size
 
     def _emit(self) -> None:
         positions = self._positions
-        data = b"".join((self._prefix, b",".join(self._pieces), BODY_SUFFIX))
+        self._body += BODY_SUFFIX
+        data = bytes(self._body)
         self._reset()
         if not self._submit(data, positions):
             self._stopped = True
@@ -254,7 +257,7 @@ class EarlyBodies:
         mark(self.streamed, positions)
 
     def _reset(self) -> None:
-        self._pieces = []
+        self._body = bytearray(self._prefix)
         self._positions = array("I")
         self._count = 0
         self._size = self._fixed
@@ -274,43 +277,51 @@ class EarlyBodies:
         return self._taken
 
     def rest(self, send: bytearray) -> bytearray:
-        """``send`` less the contacts handed over in bodies (what the upload still sends)."""
+        """``send`` less the contacts handed over in bodies (what the upload still sends),
+        once the pass is over; :attr:`streamed` is not kept after that."""
         n = len(send)
-        streamed = self.streamed[:n]
+        streamed, self.streamed = self.streamed, bytearray()
         if len(streamed) < n:
             streamed += bytes(n - len(streamed))
-        rest = pc.and_not(mask_array(send), mask_array(streamed)).cast(pa.uint8())
+        rest = pc.and_not(mask_array(send), mask_array(streamed[:n])).cast(pa.uint8())
+        del streamed
         return bytearray(memoryview(rest.buffers()[1])[rest.offset : rest.offset + n])
 
     def _hold(self, positions: Iterable[int], pieces: list[bytes], sizes: list[int]) -> None:
-        self._held_bytes += sum(sizes)
-        if self._held_bytes > HELD_BYTES:
+        if len(self._held_data) + sum(sizes) > HELD_BYTES:
             self._drop_held()
             return
         self._held_positions.extend(positions)
-        self._held_pieces += pieces
-        self._held_sizes += sizes
+        self._held_data += b"".join(pieces)
+        self._held_sizes.extend(sizes)
 
     def _drop_held(self) -> None:
         self._held = False
         self._held_positions = array("Q")
-        self._held_pieces, self._held_sizes = [], []
+        self._held_data, self._held_sizes = bytearray(), array("I")
 
     def finish(self, keep: bytearray | None = None) -> None:
         """The pass is over. With ``keep`` (the exact de-duplication's first occurrences)
         and every waiting row held, those kept go out, and the partly filled body with
         them; otherwise that body is left to the rest, read from the spool."""
         if keep is not None and self.holds_rest(len(keep)):
-            positions = self._held_positions
+            positions, sizes = self._held_positions, self._held_sizes
+            data = memoryview(self._held_data)
+            ends = list(accumulate(sizes))
             chosen = [keep[p] for p in positions]
             self._place(
                 array("I", compress(positions, chosen)),
-                list(compress(self._held_pieces, chosen)),
-                list(compress(self._held_sizes, chosen)),
+                [
+                    bytes(data[e - n : e])
+                    for e, n in compress(zip(ends, sizes, strict=True), chosen)
+                ],
+                list(compress(sizes, chosen)),
             )
+            data.release()
             if self._count and not self._stopped:
                 self._emit()
         self._stopped = True
         self._runs.clear()
         self._drop_held()
         self._reset()
+        self._bits, self._taken = None, array("Q")  # nothing is recorded any more

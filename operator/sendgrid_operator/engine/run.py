@@ -220,22 +220,15 @@ class _Run:
         if self.dry_run:
             await self._dry_run(prepared, state, send, memberships)
             return
-        remainder = ahead = None
+        remainder = None
         if early is not None:
-            if early.holds_rest(len(send)):  # only the rows it holds are left to send
-                ahead = writing.speculate(state, self.list_ids, prepared, send, {}, memberships)
+            # the waiting rows it holds go out now; the spool serves what it does not hold
             await asyncio.to_thread(early.finish, prepared.keep)
             if early.bodies:
                 remainder = early.rest(send)
         uploader.attach(prepared, send, remainder)
         await self._upload_and_verify(
-            prepared,
-            state,
-            send,
-            memberships,
-            uploader,
-            mostly_sent=remainder is not None,
-            ahead=ahead,
+            prepared, state, send, memberships, uploader, mostly_sent=remainder is not None
         )
 
     def _early(self, uploader: Uploader, state: ExportState) -> EarlyBodies | None:
@@ -366,28 +359,30 @@ class _Run:
         memberships: list[mirror.Membership],
         uploader: Uploader,
         mostly_sent: bool = False,
-        ahead: asyncio.Future[bytes] | None = None,
     ) -> None:
         reporter = self.reporter
         reporter.to_send = self.counts.sent
         reporter.phase(Phase.UPLOADING)
         foreign: dict[str, array[int]] = {m.list_id: m.foreign for m in memberships}
-        # The new state is built ahead (``ahead``, or below) while SendGrid applies the
-        # last bodies: the engine is mostly waiting then. Not earlier, so its memory and
-        # the bodies' do not add up, unless bodies went out while reading
-        # (``mostly_sent``: only the few that waited for the exact de-duplication are left).
-        speculated = ahead
+        # The new state is built ahead while SendGrid applies the last bodies: the engine
+        # is mostly waiting then. Not earlier, so its memory and the bodies' do not add
+        # up: once the last body is cut (at most ``upload_concurrency`` are still being
+        # sent), or, when bodies went out while reading (``mostly_sent``: every body was
+        # cut during the pass, or is one of the few left to cut), once all are sent.
+        speculated: asyncio.Future[bytes] | None = None
 
-        def on_cut() -> None:
+        def speculate() -> None:
             nonlocal speculated
             if speculated is None and uploader.outcome.error is None:
                 speculated = writing.speculate(
                     state, self.list_ids, prepared, send, foreign, memberships
                 )
 
-        if mostly_sent:
-            on_cut()
-        out = await uploader.run(on_uploaded=lambda: reporter.phase(Phase.VERIFYING), on_cut=on_cut)
+        def uploaded() -> None:
+            reporter.phase(Phase.VERIFYING)
+            speculate()
+
+        out = await uploader.run(on_uploaded=uploaded, on_cut=None if mostly_sent else speculate)
         prepared.spool.lengths = array("I")  # the spool is not read again
         memory.release()
         c = self.counts
