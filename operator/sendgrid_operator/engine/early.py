@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
-from sendgrid_operator.engine.spool import mark, mask_array
+from sendgrid_operator.engine.spool import mask_array
 
 #: Bitmap slots per row of the bound (a power of two at least this many times larger).
 SLOTS_PER_ROW = 16
@@ -254,7 +254,12 @@ class EarlyBodies:
             self._stopped = True
             return
         self.bodies += 1
-        mark(self.streamed, positions)
+        streamed = self.streamed
+        last = max(positions) + 1  # the held rows come after later ones
+        if len(streamed) < last:
+            streamed.extend(bytes(last - len(streamed)))
+        for p in positions:
+            streamed[p] = 1
 
     def _reset(self) -> None:
         self._body = bytearray(self._prefix)

@@ -27,7 +27,6 @@ from typing import IO
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow
 from sendgrid_operator.engine.plan import EngineSettings
 from sendgrid_operator.engine.reading import Prepared
-from sendgrid_operator.engine.spool import mark
 from sendgrid_operator.sendgrid import ImportStatus, SendGridClient, SendGridError
 
 log = logging.getLogger(__name__)
@@ -185,8 +184,18 @@ class JobWatch:
                     "job %s: %d errored rows, %d identified", status.id, status.errored, len(bad)
                 )
                 bad = set(positions)
-        # (an early body's job may end before the mask covers the whole spool: it grows)
-        mark(self.applied, array("I", (p for p in positions if p not in bad)) if bad else positions)
+        applied = self.applied
+        if positions:  # an early body's job may end before the mask covers the whole spool
+            top = max(positions)
+            if top >= len(applied):
+                applied.extend(bytes(top + 1 - len(applied)))
+        if bad:
+            for p in positions:
+                if p not in bad:
+                    applied[p] = 1
+        else:
+            for p in positions:
+                applied[p] = 1
         self.applied_count += len(positions) - min(len(positions), status.errored)
         self._on_applied()
 

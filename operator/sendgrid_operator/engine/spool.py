@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 SEPARATOR = b","  # after every record: a run of records is a run of a body, as it is
 _STRIDE = 256  # one remembered offset per this many records
@@ -145,29 +144,3 @@ def mask_array(values: bytearray) -> pa.Array:
     return pa.Array.from_buffers(pa.uint8(), len(values), [None, pa.py_buffer(values)]).cast(
         pa.bool_()
     )
-
-
-def mark(mask: bytearray, positions: array[int]) -> None:
-    """``mask[p] = 1`` for every spool index ``p`` in ``positions`` (``array("I")``, any
-    order), first growing ``mask`` with zeros to cover them. A body's positions are
-    mostly runs of consecutive indices: each run is one slice assignment."""
-    n = len(positions)
-    if not n:
-        return
-    values = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(positions)])
-    top = pc.max(values).as_py() + 1
-    if len(mask) < top:
-        mask.extend(bytes(top - len(mask)))
-    # the last index of each run: the next one does not follow it
-    ends = pc.indices_nonzero(
-        pc.not_equal(pc.subtract(values.slice(1), values.slice(0, n - 1)), _ONE_U32)
-    ).to_pylist()
-    ones = b"\x01" * n
-    start = 0
-    for end in (*ends, n - 1):
-        first = positions[start]
-        mask[first : first + end - start + 1] = ones[: end - start + 1]
-        start = end + 1
-
-
-_ONE_U32 = pa.scalar(1, pa.uint32())
