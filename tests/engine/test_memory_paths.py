@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sendgrid_operator.api.report import SegmentCounts
-from sendgrid_operator.engine import buckets, incremental, reading
+from sendgrid_operator.engine import buckets, dedupe, incremental, reading
 from sendgrid_operator.engine import spool as spool_module
 from sendgrid_operator.engine.batching import BodyBuilder
 from sendgrid_operator.engine.spool import Spool
@@ -73,7 +73,7 @@ def test_bucketed_dedup_diff_and_state_follow_the_rules(
     keys = picks
     content = [data.draw(st.integers(1, 3)) for _ in keys]
     prepared = _prepared(tmp_path, keys, content)
-    reading._deduplicate(prepared)
+    dedupe.deduplicate(prepared)
     first: dict[int, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
@@ -81,6 +81,12 @@ def test_bucketed_dedup_diff_and_state_follow_the_rules(
     assert prepared.profiles == len(first)
     assert sum(s.profiles for s in prepared.segments) == len(first)
     assert sum(s.duplicates for s in prepared.segments) == len(keys) - len(first)
+    # told which rows can be duplicates (every duplicate, and any others), the same answer
+    repeats = {i for i, k in enumerate(keys) if first[k] != i}
+    others = data.draw(st.sets(st.integers(0, max(len(keys) - 1, 0))))
+    whole = bytes(prepared.keep)
+    dedupe.deduplicate(prepared, array("Q", sorted(repeats | (others if keys else set()))))
+    assert bytes(prepared.keep) == whole
 
     old_keys = sorted(data.draw(st.sets(st.sampled_from(pool))))
     old = {k: (data.draw(st.integers(0, 3)), data.draw(st.integers(0, 1))) for k in old_keys}

@@ -12,7 +12,8 @@ are those of one bucket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,14 @@ ROWS_PER_BUCKET = 1 << 16
 MAX_BITS = 8
 #: Whole-length element-wise steps run this many keys at a time.
 SLICE = 1 << 16
+
+
+def u64(values: array[int] | Sequence[int]) -> pa.Array:
+    """Keys as a uint64 array: an ``array("Q")`` without copying it (do not grow it while
+    the result lives), anything else converted."""
+    if isinstance(values, array):
+        return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)])
+    return pa.array(values, pa.uint64())
 
 
 def bits_for(count: int) -> int:

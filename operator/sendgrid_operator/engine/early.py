@@ -46,6 +46,7 @@ from itertools import accumulate, compress
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_operator.engine import buckets
 from sendgrid_operator.engine.batching import BODY_SUFFIX, body_prefix
 from sendgrid_operator.engine.spool import mask_array
 
@@ -193,7 +194,7 @@ class EarlyBodies:
         a new high). Only setting the new bits stays in Python."""
         m = len(keys)
         slots = pc.bit_wise_and(
-            pa.Array.from_buffers(pa.uint64(), m, [None, pa.py_buffer(keys)]),
+            buckets.u64(keys),
             pa.scalar(self._mask, pa.uint64()),
         )
         byte = pc.shift_right(slots, _THREE)
@@ -238,7 +239,7 @@ class EarlyBodies:
 
     def _add(self, chunk: list[bytes], count: int, size: int) -> None:
         """Append ``chunk`` to the body, which then holds ``count`` contacts, ``size``
-        bytes with its suffix (the contacts are not kept: a third less memory)."""
+        bytes with its suffix."""
         if chunk:
             if count > len(chunk):
                 self._body += b","

@@ -22,12 +22,6 @@ from sendgrid_operator.engine.reading import Prepared
 from sendgrid_operator.engine.state import MAX_LISTS, ExportState
 
 
-def _u64(values: array[int] | Sequence[int]) -> pa.Array:
-    if isinstance(values, array):
-        return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)])
-    return pa.array(values, pa.uint64())
-
-
 def _u32(values: array[int]) -> pa.Array:
     return pa.Array.from_buffers(pa.uint32(), len(values), [None, pa.py_buffer(values)])
 
@@ -48,7 +42,7 @@ def to_send(prepared: Prepared, state: ExportState, full: bool) -> tuple[bytearr
     send = bytearray(prepared.keep)
     if full or not len(state) or not prepared.profiles:
         return send, 0
-    keys = _u64(prepared.keys)
+    keys = buckets.u64(prepared.keys)
     content = _u32(prepared.content)
     keep = _mask(prepared.keep)
     bits = buckets.bits_for(max(len(keys), len(state)))
@@ -104,7 +98,7 @@ def next_state(
     of them."""
     list_ids = list(list_ids)[:MAX_LISTS]
     all_bits = (1 << len(list_ids)) - 1
-    keys = _u64(prepared.keys)
+    keys = buckets.u64(prepared.keys)
     content = _u32(prepared.content)
     keep = _mask(prepared.keep)
     sent = _mask(send)
@@ -112,12 +106,12 @@ def next_state(
     bits = buckets.bits_for(max(len(keys), len(state)))
     ids = buckets.bucket_ids(keys, bits) if bits else None
     others = {
-        list_id: buckets.split_values(_u64(values), bits)
+        list_id: buckets.split_values(buckets.u64(values), bits)
         for list_id, values in (foreign or {}).items()
         if values and list_id in list_ids
     }
     gone = {
-        list_id: buckets.split_values(_u64(values), bits)
+        list_id: buckets.split_values(buckets.u64(values), bits)
         for list_id, values in (removed or {}).items()
         if values and list_id in list_ids
     }

@@ -31,6 +31,7 @@ from sendgrid_operator.api.export import Segment
 from sendgrid_operator.api.report import MAX_SAMPLES, SAMPLES_PER_REASON, RejectedRow, SegmentCounts
 from sendgrid_operator.engine import buckets, fastpath
 from sendgrid_operator.engine.batching import overhead
+from sendgrid_operator.engine.dedupe import deduplicate
 from sendgrid_operator.engine.early import EarlyBodies
 from sendgrid_operator.engine.keyhash import KeyHasher
 from sendgrid_operator.engine.mapping import CompiledMapping, check_columns, convert_row
@@ -73,13 +74,13 @@ class Prepared:
 
     def present(self) -> pa.Array:
         """Email keys of every row with a valid email (even rows invalid otherwise)."""
-        return pa.concat_arrays([_u64(self.keys), _u64(self.present_extra)])
+        return pa.concat_arrays([buckets.u64(self.keys), buckets.u64(self.present_extra)])
 
     def kept_indices(self) -> pa.Array:
         return pc.indices_nonzero(mask_array(self.keep))
 
     def keys_array(self) -> pa.Array:
-        return _u64(self.keys)
+        return buckets.u64(self.keys)
 
     def payload_size(self, mask: bytearray, force: bool = False) -> int:
         """Total encoded size of the contacts selected by ``mask``."""
@@ -103,10 +104,6 @@ class Prepared:
         self.present_extra = array("Q")
         self.spool.lengths = array("I")
         self.keep = bytearray()
-
-
-def _u64(values: array[int]) -> pa.Array:
-    return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)])
 
 
 def _sample(
@@ -169,7 +166,7 @@ def read_segments(
         if early is not None:
             early.advance(prepared.keys, len(prepared.keys))
         spool.finish()
-        _deduplicate(prepared, early.possible_duplicates(len(prepared.keys)) if early else None)
+        deduplicate(prepared, early.possible_duplicates(len(prepared.keys)) if early else None)
     except BaseException:
         if early is not None:
             early.finish()
@@ -284,7 +281,7 @@ def _read_all(
                         spool.append(row_number, encoded)
                         if len(keys) >= check_at:
                             hasher.fill(keys)
-                            unique = pc.count_distinct(_u64(keys)).as_py()
+                            unique = pc.count_distinct(buckets.u64(keys)).as_py()
                             if unique > max_profiles:
                                 raise RunStopped(
                                     Reason.TOO_MANY_PROFILES,
@@ -383,57 +380,3 @@ def _batch_items(
             if stop < batch.length:
                 yield (first + stop, *convert_row(compiled, batch.row(stop)))
             start = stop + 1
-
-
-def _deduplicate(prepared: Prepared, suspects: array[int] | None = None) -> None:
-    """First occurrence wins: a stable sort by key puts each key's first row first in its
-    run; the others are duplicates (usually few), so only they become Python objects.
-    ``suspects``: the only rows that can be duplicates, when the early bodies' bitmap
-    knows them (:meth:`.EarlyBodies.possible_duplicates`); then only the rows sharing
-    their keys are sorted. Otherwise every key, a bucket (:mod:`.buckets`) at a time."""
-    n = len(prepared.keys)
-    keep = bytearray(b"\x01") * n
-    if n > 1 and suspects is not None:
-        if suspects:
-            keys = _u64(prepared.keys)
-            doubtful = pc.unique(pc.take(keys, pa.array(suspects, pa.uint64())))
-            rows = pc.indices_nonzero(pc.is_in(keys, value_set=doubtful))
-            _mark_repeats(keep, pc.take(keys, rows), rows)
-    elif n > 1:
-        keys = _u64(prepared.keys)
-        bits = buckets.bits_for(n)
-        if not bits:
-            _mark_repeats(keep, keys, None)
-        else:
-            ids = buckets.bucket_ids(keys, bits)
-            for bucket in range(1 << bits):
-                rows = buckets.rows_in(ids, bucket)
-                _mark_repeats(keep, pc.take(keys, rows), rows)
-                del rows  # before the next bucket's: one bucket's arrays at a time
-            del ids
-        del keys
-    prepared.keep = keep
-    prepared.profiles = keep.count(1)
-    segments = prepared.segments
-    starts = [*prepared.seg_starts, n]
-    for index, counts in enumerate(segments):
-        first, end = starts[index], starts[index + 1]
-        counts.profiles = keep.count(1, first, end) if len(segments) > 1 else prepared.profiles
-        counts.duplicates = (end - first) - counts.profiles
-    prepared.payload_bytes = prepared.payload_size(keep, force=True)
-
-
-def _mark_repeats(keep: bytearray, keys: pa.Array, rows: pa.Array | None) -> None:
-    """Clear ``keep`` for every row of ``keys`` (at ``rows``, ascending, or at its own
-    positions) whose key an earlier one of them has."""
-    m = len(keys)
-    if m < 2:
-        return
-    order = pc.sort_indices(keys)  # stable
-    ordered = pc.take(keys, order)
-    repeat = pc.equal(ordered.slice(1), ordered.slice(0, m - 1))
-    duplicates = pc.filter(order.slice(1), repeat)
-    if rows is not None and len(duplicates):
-        duplicates = pc.take(rows, duplicates)
-    for i in duplicates.to_pylist():
-        keep[i] = 0
