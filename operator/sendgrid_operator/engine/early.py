@@ -21,14 +21,14 @@ contacts sent by then are members of the segment with their current values, so n
 wrong is written; the run fails, its counts say what was sent and applied, and the state
 is not advanced, so the next run sends them again.
 
-Which contacts: fast-path rows whose email key was certainly not seen before. A bitmap
+Which contacts: rows whose email key was certainly not seen before. A bitmap
 of key slots (at least 16 per row the bound allows, so a new key finds its slot taken
 at most about 6% of the time, 3% on average) records every key in spool order; a row whose slot is
 free is a first occurrence and goes into a body at once. A row whose slot is taken may
 be a duplicate: it waits for the exact de-duplication after the pass, and is sent then
 with the rest. The bodies here are packed greedily too.
 
-The rest: when every row was offered here (one fast-path source, the last segment), the
+The rest: when every row was offered here (one segment, with a bound), the
 waiting rows are also held in memory (up to ``HELD_BYTES``), and once the exact
 de-duplication has decided them (:meth:`EarlyBodies.finish`), those that are first
 occurrences and the last, partly filled body go out from here: nothing is read back from
@@ -71,7 +71,8 @@ class EarlyBodies:
     """The first pass's side: which spooled contacts go out now, packed into bodies.
 
     The first pass calls :meth:`enable` when the run can no longer be refused,
-    :meth:`offer` with each fast-path run of encoded contacts as it spools them, and
+    :meth:`offer` with each fast-path run of encoded contacts as it spools them (and
+    :meth:`offer_row` with each contact of the slow path), and
     :meth:`advance` whenever more email keys are final; :meth:`finish` at the end.
     :attr:`streamed` marks (by spool index) every contact in a body handed over, and
     :meth:`possible_duplicates` names the only rows the exact de-duplication must look at."""
@@ -96,6 +97,7 @@ class EarlyBodies:
         self._held_data = bytearray()  # their contacts, one after another
         self._held_sizes = array("I")
         self._runs: deque[tuple[int, list[bytes], list[int]]] = deque()
+        self._row_run: tuple[int, list[bytes], list[int]] | None = None  # offer_row's
         self._body = bytearray(self._prefix)  # the body being filled, and its contacts
         self._positions = array("I")
         self._count = 0
@@ -118,6 +120,18 @@ class EarlyBodies:
         their sizes."""
         if self.enabled and pieces:
             self._runs.append((start, pieces, sizes))
+
+    def offer_row(self, index: int, encoded: bytes) -> None:
+        """A contact of the slow path, spooled at ``index``; consecutive ones share a run."""
+        if not self.enabled:
+            return
+        runs, run = self._runs, self._row_run
+        if runs and runs[-1] is run and run[0] + len(run[1]) == index:
+            run[1].append(encoded)
+            run[2].append(len(encoded))
+        else:
+            self._row_run = (index, [encoded], [len(encoded)])
+            runs.append(self._row_run)
 
     def advance(self, keys: array[int], upto: int) -> None:
         """Decide every contact before spool index ``upto`` (their keys are final)."""

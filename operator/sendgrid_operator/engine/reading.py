@@ -182,6 +182,10 @@ def read_segments(
     return prepared
 
 
+#: Rows of the slow path between two calls that let the early bodies take them.
+SLOW_ADVANCE = 4096
+
+
 def _too_many(count: int, limit: int, exact: bool) -> str:
     amount = f"{count:,}" if exact else f"at least {count:,}"
     return (
@@ -279,6 +283,10 @@ def _read_all(
                         )
                         content.append(crc32(encoded, seed) or 1)
                         spool.append(row_number, encoded)
+                        if early is not None and early.enabled:
+                            early.offer_row(len(keys) - 1, encoded)
+                            if len(keys) % SLOW_ADVANCE == 0:
+                                early.advance(keys, hasher.ready(keys))
                         if len(keys) >= check_at:
                             hasher.fill(keys)
                             unique = pc.count_distinct(buckets.u64(keys)).as_py()
